@@ -1,0 +1,54 @@
+"""Run configuration: engine options, sampling policy, judge settings, with their defaults.
+
+These records are what flags and ``--config run.toml`` resolve to; the resolved values are written
+into the run manifest, so a run can be reproduced from it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from judge.schemas import Question, Record, SamplingSpec
+
+EngineName = Literal["auto", "vllm", "hf"]
+SamplingPolicy = Literal["greedy", "mt-bench"]
+
+# MT-Bench's per-category temperatures (FastChat gen_model_answer): creative categories sample,
+# knowledge categories sample a little, the rest is greedy.
+MT_BENCH_TEMPERATURE: dict[str, float] = {
+    "writing": 0.7, "roleplay": 0.7, "stem": 0.1, "humanities": 0.1,
+    "reasoning": 0.0, "math": 0.0, "coding": 0.0, "extraction": 0.0,
+}
+
+
+class EngineOptions(Record):
+    """Options passed through to the generation engine (GPU users set most of these)."""
+
+    engine: EngineName = "auto"
+    dtype: str = "auto"  # "auto" | "bfloat16" | "float16" | "float32"
+    device: str | None = None  # hf: "cpu", "cuda", "cuda:1"; default: cuda when available
+    device_map: str | None = None  # hf: "auto" to spread a large model over several GPUs
+    tensor_parallel_size: int = Field(default=1, ge=1)  # vllm
+    max_model_len: int | None = Field(default=None, ge=16)  # vllm
+    gpu_memory_utilization: float = Field(default=0.85, gt=0.0, le=1.0)  # vllm
+    enforce_eager: bool | None = None  # vllm; None = eager on CPU (fast start), compiled on GPU
+    batch_size: int = Field(default=16, ge=1)  # hf: prompts per generate() call
+    chunk_size: int = Field(default=64, ge=1)  # questions per batch written to disk together
+    trust_remote_code: bool = False
+
+
+class GenerationConfig(Record):
+    """How answers are sampled."""
+
+    sampling: SamplingPolicy = "greedy"
+    max_new_tokens: int = Field(default=1024, ge=1)
+    seed: int = 0
+    system_prompt: str | None = None
+
+    def spec_for(self, question: Question) -> SamplingSpec:
+        temperature = 0.0
+        if self.sampling == "mt-bench":
+            temperature = MT_BENCH_TEMPERATURE.get(question.category, 0.7)
+        return SamplingSpec(temperature=temperature, max_new_tokens=self.max_new_tokens, seed=self.seed)

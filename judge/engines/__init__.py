@@ -1,0 +1,74 @@
+"""The generation seam: the `Engine` protocol and `make_engine`, which picks vLLM or transformers.
+
+An engine takes already-templated prompts as token ids (see judge.chat) and returns generated ids,
+so both engines see byte-identical prompts. Everything above this seam is engine-agnostic.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from judge.config import EngineOptions
+from judge.errors import EngineError
+from judge.schemas import SamplingSpec
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class Completion:
+    token_ids: list[int]
+    finish_reason: FinishReason
+
+
+class Engine(Protocol):
+    name: str  # "vllm" | "hf"
+    version: str
+
+    def generate(self, prompts: list[list[int]], sampling: list[SamplingSpec]) -> list[Completion]:
+        """One completion per prompt, in order."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def configure_vllm_cpu_env() -> None:
+    """vLLM's CPU backend reserves a core and a tiny KV cache by default; use every core instead."""
+    if cuda_available():
+        return
+    n = os.cpu_count() or 1
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{n - 1}")
+    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+
+
+def make_engine(model_dir: str, options: EngineOptions, *, seed: int = 0) -> Engine:
+    """Build the engine named by ``options.engine`` (``auto``: vLLM when it imports, else hf)."""
+    choice = options.engine
+    if choice == "auto":
+        choice = "vllm" if vllm_available() else "hf"
+    if choice == "vllm":
+        if not vllm_available():
+            raise EngineError("engine 'vllm' asked for but vllm is not installed: "
+                              "pip install 'judge[gpu]' (GPU) or 'judge[cpu]' (CPU), or use --engine hf")
+        from judge.engines.vllm import VLLMEngine
+
+        return VLLMEngine(model_dir, options, seed=seed)
+    from judge.engines.hf import HFEngine
+
+    return HFEngine(model_dir, options)

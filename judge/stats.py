@@ -1,0 +1,434 @@
+"""Paired statistics: bootstrap CIs, win/tie/loss, flips + McNemar, Spearman, token KL summaries.
+
+Pure functions over numpy arrays or plain lists; each returns a small frozen record defined here
+(or `judge.schemas.KLSummary`). Nothing here reads files or knows about runs.
+
+Conventions
+-----------
+* **Paired.** Every comparison is over the same items (question, turn) under both models; deltas
+  are ``compressed - baseline``, so a negative score delta means the compressed model is worse.
+* **Percentile bootstrap.** ``B`` resamples drawn with a seeded ``numpy.random.Generator``
+  (``default_rng(seed)``): the same inputs and seed give identical intervals. The interval is the
+  ``alpha/2`` and ``1 - alpha/2`` quantiles of the ``B`` resampled statistics (numpy's "linear"
+  quantile).
+* **Clusters.** With ``groups`` (e.g. the question id of each item), whole groups are resampled
+  with replacement, so items of one question (turn 1 and turn 2) stay together; the statistic is
+  still computed over items (a mean is ``sum of resampled items / number of resampled items``).
+  Without ``groups`` each item is its own group, and both paths draw the same random numbers, so
+  ``groups=range(n)`` gives exactly the ``groups=None`` interval.
+* **Missing values.** NaN values (or NaN pairs, when either side is NaN) are dropped before
+  anything is computed; ``n`` in the result counts what was kept.
+* **Degenerate input.** No data, or fewer than two resampling units, gives a NaN interval and a
+  ``note`` saying why, never an exception.
+
+Records serialise NaN as the JSON string ``"NaN"`` (``ser_json_inf_nan="strings"``) so that they
+read back; plain ``null`` would not validate as a float.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from pydantic import ConfigDict
+from scipy import stats as sps
+
+from judge.schemas import KLSummary, Record
+
+Outcome = Literal["compressed", "baseline", "tie"]  # same closed set as judge.schemas.Winner
+_OUTCOME_SCORE: dict[str, float] = {"compressed": 1.0, "tie": 0.5, "baseline": 0.0}
+_NAN = float("nan")
+_CHUNK_ELEMENTS = 2_000_000  # bound on the (resamples x groups) index block held at once
+
+
+class StatsRecord(Record):
+    """Base of the records here: frozen, no unknown fields, NaN written as ``"NaN"`` in JSON."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="strings")
+
+
+class CI(StatsRecord):
+    """A point estimate with a percentile-bootstrap confidence interval."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int  # items used (after dropping NaN)
+    n_clusters: int  # resampling units: groups when given, else items
+    level: float  # confidence level, 1 - alpha
+    n_resamples: int
+    note: str | None = None
+
+
+class WinTieLoss(StatsRecord):
+    """Head-to-head counts from the compressed model's side; ``win_rate = (W + T/2) / N``."""
+
+    compressed_wins: int
+    ties: int
+    baseline_wins: int
+    n: int
+    win_rate: float  # NaN when n == 0
+
+
+class FlipCounts(StatsRecord):
+    """Correctness changes between the baseline and compressed answers to the same items."""
+
+    n: int  # pairs with a verdict on both sides
+    n_dropped: int  # pairs dropped because one side had no verdict (None)
+    correct_to_incorrect: int
+    incorrect_to_correct: int
+    both_correct: int
+    both_incorrect: int
+    flip_percent: float  # (c2i + i2c) / n * 100
+    baseline_accuracy: float  # fraction in [0, 1]
+    compressed_accuracy: float
+    mcnemar_p: float  # exact two-sided, from the discordant counts
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_bootstrap_args(n_resamples: int, alpha: float) -> None:
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+
+
+def _as_1d(name: str, values: ArrayLike) -> NDArray[np.float64]:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    return arr
+
+
+def _group_codes(groups: Sequence[Hashable] | NDArray | None, n: int) -> NDArray[np.int64]:
+    """Integer codes 0..G-1 for ``groups`` in order of first appearance; ``arange(n)`` if None."""
+    if groups is None:
+        return np.arange(n, dtype=np.int64)
+    groups_list = list(groups)
+    if len(groups_list) != n:
+        raise ValueError(f"groups has {len(groups_list)} entries but there are {n} items")
+    codes: dict[Hashable, int] = {}
+    return np.array([codes.setdefault(g, len(codes)) for g in groups_list], dtype=np.int64)
+
+
+def _nan_ci(n: int, n_clusters: int, n_resamples: int, alpha: float, note: str,
+            estimate: float = _NAN) -> CI:
+    return CI(estimate=estimate, low=_NAN, high=_NAN, n=n, n_clusters=n_clusters, level=1 - alpha,
+              n_resamples=n_resamples, note=note)
+
+
+def _percentile_ci(boot: NDArray[np.float64], alpha: float) -> tuple[float, float]:
+    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2], method="linear")
+    return float(low), float(high)
+
+
+# --------------------------------------------------------------------------- bootstrap of means
+
+
+def bootstrap_mean_ci(
+    values: ArrayLike,
+    groups: Sequence[Hashable] | NDArray | None = None,
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> CI:
+    """Mean of ``values`` with a percentile-bootstrap CI, resampling items or whole groups.
+
+    estimate = sum_i x_i / n over the kept (non-NaN) items. One resample draws G groups with
+    replacement (G = number of groups; each item is a group when ``groups`` is None) and computes
+    sum_{drawn g} S_g / sum_{drawn g} C_g, where S_g and C_g are the sum and count of group g.
+    """
+    _check_bootstrap_args(n_resamples, alpha)
+    x = _as_1d("values", values)  # (n,)
+    codes = _group_codes(groups, len(x))  # (n,)
+    keep = ~np.isnan(x)
+    x, codes = x[keep], codes[keep]
+    n = len(x)
+    if n == 0:
+        return _nan_ci(0, 0, n_resamples, alpha, "no data")
+    _, codes = np.unique(codes, return_inverse=True)  # renumber 0..G-1 after dropping NaN
+    n_groups = int(codes.max()) + 1
+    estimate = float(x.sum() / n)
+    if n_groups < 2:
+        return _nan_ci(n, n_groups, n_resamples, alpha,
+                       "fewer than 2 resampling units: no interval", estimate)
+    group_sum = np.bincount(codes, weights=x, minlength=n_groups)  # (G,)
+    group_count = np.bincount(codes, minlength=n_groups).astype(np.float64)  # (G,)
+    rng = np.random.default_rng(seed)
+    boot = np.empty(n_resamples)  # (B,)
+    chunk = max(1, _CHUNK_ELEMENTS // n_groups)
+    for start in range(0, n_resamples, chunk):
+        stop = min(start + chunk, n_resamples)
+        idx = rng.integers(0, n_groups, size=(stop - start, n_groups))  # (b, G)
+        boot[start:stop] = group_sum[idx].sum(axis=1) / group_count[idx].sum(axis=1)
+    low, high = _percentile_ci(boot, alpha)
+    return CI(estimate=estimate, low=low, high=high, n=n, n_clusters=n_groups, level=1 - alpha,
+              n_resamples=n_resamples)
+
+
+def paired_bootstrap_mean_delta(
+    baseline: ArrayLike,
+    compressed: ArrayLike,
+    *,
+    groups: Sequence[Hashable] | NDArray | None = None,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> CI:
+    """Mean paired delta ``mean(compressed - baseline)`` with a bootstrap CI over pairs.
+
+    Pairs where either side is NaN (e.g. a failed judgment) are dropped first. Pairs are resampled
+    as units (never the two sides independently), or whole ``groups`` of pairs when given, exactly
+    as `bootstrap_mean_ci` does on d_i = compressed_i - baseline_i.
+    """
+    base = _as_1d("baseline", baseline)
+    comp = _as_1d("compressed", compressed)
+    if base.shape != comp.shape:
+        raise ValueError(f"baseline has {len(base)} items but compressed has {len(comp)}")
+    delta = comp - base  # (n,), NaN where either side is NaN
+    return bootstrap_mean_ci(delta, groups, n_resamples=n_resamples, seed=seed, alpha=alpha)
+
+
+# --------------------------------------------------------------------------- head to head
+
+
+def win_tie_loss(outcomes: Sequence[Outcome]) -> WinTieLoss:
+    """Count outcomes; ``win_rate = (compressed_wins + 0.5 * ties) / n`` (NaN when n == 0)."""
+    counts = {"compressed": 0, "tie": 0, "baseline": 0}
+    for o in outcomes:
+        if o not in counts:
+            raise ValueError(f"unknown outcome {o!r}; expected 'compressed', 'baseline' or 'tie'")
+        counts[o] += 1
+    n = sum(counts.values())
+    win_rate = (counts["compressed"] + 0.5 * counts["tie"]) / n if n else _NAN
+    return WinTieLoss(compressed_wins=counts["compressed"], ties=counts["tie"],
+                      baseline_wins=counts["baseline"], n=n, win_rate=win_rate)
+
+
+def win_rate_ci(
+    outcomes: Sequence[Outcome],
+    groups: Sequence[Hashable] | NDArray | None = None,
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> CI:
+    """The compressed model's win rate (W + T/2) / N with a bootstrap CI (by group when given).
+
+    Each outcome scores 1 (compressed wins), 0.5 (tie) or 0 (baseline wins); the win rate is the
+    mean score, so 0.5 means the two models are indistinguishable to the judge.
+    """
+    win_tie_loss(outcomes)  # validates the labels
+    scores = np.array([_OUTCOME_SCORE[o] for o in outcomes], dtype=np.float64)  # (n,)
+    return bootstrap_mean_ci(scores, groups, n_resamples=n_resamples, seed=seed, alpha=alpha)
+
+
+# --------------------------------------------------------------------------- flips
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Exact two-sided McNemar p-value from the discordant counts ``b`` and ``c``.
+
+    Under H0 each discordant pair goes either way with probability 1/2, so
+    p = min(1, 2 * BinomCDF(min(b, c); b + c, 1/2)), and p = 1 when b + c = 0.
+    """
+    if b < 0 or c < 0:
+        raise ValueError(f"discordant counts must be >= 0, got b={b}, c={c}")
+    if b + c == 0:
+        return 1.0
+    return float(min(1.0, 2.0 * sps.binom.cdf(min(b, c), b + c, 0.5)))
+
+
+def flips(
+    baseline_correct: Sequence[bool | None],
+    compressed_correct: Sequence[bool | None],
+) -> FlipCounts:
+    """Correct->incorrect and incorrect->correct counts, flip percent, accuracies, McNemar p.
+
+    Pairs where either side is None (no verdict) are dropped and counted in ``n_dropped``.
+    flip_percent = (c2i + i2c) / n * 100; accuracy = correct / n; both NaN when n == 0.
+    """
+    if len(baseline_correct) != len(compressed_correct):
+        raise ValueError(f"baseline_correct has {len(baseline_correct)} items but "
+                         f"compressed_correct has {len(compressed_correct)}")
+    pairs = [(bool(b), bool(c)) for b, c in zip(baseline_correct, compressed_correct)
+             if b is not None and c is not None]
+    n = len(pairs)
+    c2i = sum(1 for b, c in pairs if b and not c)
+    i2c = sum(1 for b, c in pairs if c and not b)
+    both_correct = sum(1 for b, c in pairs if b and c)
+    both_incorrect = n - c2i - i2c - both_correct
+    return FlipCounts(
+        n=n,
+        n_dropped=len(baseline_correct) - n,
+        correct_to_incorrect=c2i,
+        incorrect_to_correct=i2c,
+        both_correct=both_correct,
+        both_incorrect=both_incorrect,
+        flip_percent=(c2i + i2c) / n * 100 if n else _NAN,
+        baseline_accuracy=(both_correct + c2i) / n if n else _NAN,
+        compressed_accuracy=(both_correct + i2c) / n if n else _NAN,
+        mcnemar_p=mcnemar_exact(c2i, i2c),
+    )
+
+
+# --------------------------------------------------------------------------- correlation
+
+
+def _spearman_rho(x: NDArray[np.float64], y: NDArray[np.float64]) -> float:
+    """Pearson correlation of average ranks (= scipy.stats.spearmanr); NaN if a side is constant."""
+    rx = sps.rankdata(x)  # (m,)
+    ry = sps.rankdata(y)
+    dx, dy = rx - rx.mean(), ry - ry.mean()
+    sxx, syy = float(dx @ dx), float(dy @ dy)
+    if sxx == 0.0 or syy == 0.0:
+        return _NAN
+    return float(dx @ dy) / float(np.sqrt(sxx * syy))
+
+
+def spearman_ci(
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    groups: Sequence[Hashable] | NDArray | None = None,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> CI:
+    """Spearman's rho (scipy.stats.spearmanr) with a percentile-bootstrap CI over items or groups.
+
+    rho = Pearson correlation of the average ranks of x and y. Pairs with a NaN are dropped. With
+    fewer than 3 pairs or a constant side the estimate is NaN and ``note`` says why. Resamples in
+    which a side comes out constant have no rho and are skipped (counted in ``note``).
+    """
+    _check_bootstrap_args(n_resamples, alpha)
+    xa, ya = _as_1d("x", x), _as_1d("y", y)
+    if xa.shape != ya.shape:
+        raise ValueError(f"x has {len(xa)} items but y has {len(ya)}")
+    codes = _group_codes(groups, len(xa))
+    keep = ~(np.isnan(xa) | np.isnan(ya))
+    xa, ya, codes = xa[keep], ya[keep], codes[keep]
+    n = len(xa)
+    n_groups = len(np.unique(codes))
+    if n < 3:
+        return _nan_ci(n, n_groups, n_resamples, alpha, f"n={n} < 3: no correlation")
+    if np.ptp(xa) == 0 or np.ptp(ya) == 0:
+        return _nan_ci(n, n_groups, n_resamples, alpha, "constant input: no correlation")
+    estimate = float(sps.spearmanr(xa, ya).statistic)
+    if n_groups < 2:
+        return _nan_ci(n, n_groups, n_resamples, alpha,
+                       "fewer than 2 resampling units: no interval", estimate)
+    _, codes = np.unique(codes, return_inverse=True)
+    members = [np.flatnonzero(codes == g) for g in range(n_groups)]  # G arrays of item indices
+    rng = np.random.default_rng(seed)
+    boot = np.empty(n_resamples)  # (B,)
+    for r in range(n_resamples):
+        drawn = rng.integers(0, n_groups, size=n_groups)  # (G,)
+        items = drawn if groups is None else np.concatenate([members[g] for g in drawn])
+        boot[r] = _spearman_rho(xa[items], ya[items])
+    ok = ~np.isnan(boot)
+    n_skipped = int(n_resamples - ok.sum())
+    note = f"{n_skipped} of {n_resamples} resamples had a constant side" if n_skipped else None
+    if n_skipped == n_resamples:
+        return _nan_ci(n, n_groups, n_resamples, alpha, "every resample had a constant side",
+                       estimate)
+    low, high = _percentile_ci(boot[ok], alpha)
+    return CI(estimate=estimate, low=low, high=high, n=n, n_clusters=n_groups, level=1 - alpha,
+              n_resamples=n_resamples, note=note)
+
+
+# --------------------------------------------------------------------------- token divergence
+
+
+def _mean(x: NDArray[np.float64]) -> float:
+    return float(x.sum() / len(x)) if len(x) else _NAN
+
+
+def _se_of_mean(x: NDArray[np.float64]) -> float:
+    """sqrt(sum (x - mean)^2 / (n (n - 1))): std with ddof=1 over sqrt(n); NaN when n < 2."""
+    n = len(x)
+    if n < 2:
+        return _NAN
+    dev = x - x.sum() / n  # (n,)
+    return float(np.sqrt((dev @ dev) / (n * (n - 1))))
+
+
+def kl_summary(
+    kl: ArrayLike,
+    same_top1: ArrayLike,
+    p_base_tok: ArrayLike,
+    p_comp_tok: ArrayLike,
+    nll_base: ArrayLike,
+    nll_comp: ArrayLike,
+    *,
+    reverse_kl: ArrayLike | None = None,
+    jsd: ArrayLike | None = None,
+) -> KLSummary:
+    """llama.cpp's ``--kl-divergence`` statistics over n token positions (all arrays shape (n,)).
+
+    * kl_mean = sum kl / n; kl_se = sqrt(sum (kl - mean)^2 / (n (n - 1))). llama.cpp computes the
+      same quantity from running sums, sqrt((sum2/n - mean^2) / (n - 1)); we centre first (two
+      passes) to avoid cancellation. llama.cpp prints SE 0 when n <= 10; we give the real value,
+      and NaN when n < 2.
+    * kl_median, kl_p90, kl_p99, kl_p999: numpy percentiles, method "linear", i.e. on sorted
+      values v, q(f) = (1 - t) v[i] + t v[i + 1] with f (n - 1) = i + t, which is llama.cpp's
+      interpolation (its median averages the two middle values, as this does). kl_max = max.
+    * same_top1 = share of positions whose argmax agrees; same_top1_se = sqrt(p (1 - p) / (n - 1)).
+    * dp = p_comp_tok - p_base_tok (probability of the actual next token); dp_mean = sum dp / n,
+      dp_rms = sqrt(sum dp^2 / n).
+    * log_ppl_ratio = mean nll_comp - mean nll_base = mean d with d = nll_comp - nll_base;
+      log_ppl_ratio_se = SE of the mean of d, which equals llama.cpp's
+      sqrt(se_comp^2 + se_base^2 - 2 cov(nll_comp, nll_base) / n).
+    * reverse_kl_mean, jsd_mean: plain means when those arrays are given, else None.
+
+    n = 0 gives NaN everywhere (n_tokens = 0). NaN in the inputs propagates.
+    """
+    k = _as_1d("kl", kl)  # (n,)
+    n = len(k)
+    arrays = {
+        "same_top1": _as_1d("same_top1", np.asarray(same_top1, dtype=bool)),
+        "p_base_tok": _as_1d("p_base_tok", p_base_tok),
+        "p_comp_tok": _as_1d("p_comp_tok", p_comp_tok),
+        "nll_base": _as_1d("nll_base", nll_base),
+        "nll_comp": _as_1d("nll_comp", nll_comp),
+    }
+    if reverse_kl is not None:
+        arrays["reverse_kl"] = _as_1d("reverse_kl", reverse_kl)
+    if jsd is not None:
+        arrays["jsd"] = _as_1d("jsd", jsd)
+    for name, arr in arrays.items():
+        if len(arr) != n:
+            raise ValueError(f"{name} has {len(arr)} positions but kl has {n}")
+
+    if n:
+        p90, p99, p999 = np.percentile(k, [90.0, 99.0, 99.9], method="linear")
+        median, kl_max = float(np.median(k)), float(k.max())
+    else:
+        p90 = p99 = p999 = median = kl_max = _NAN
+    top1 = _mean(arrays["same_top1"])
+    top1_se = float(np.sqrt(top1 * (1 - top1) / (n - 1))) if n >= 2 else _NAN
+    dp = arrays["p_comp_tok"] - arrays["p_base_tok"]  # (n,)
+    d_nll = arrays["nll_comp"] - arrays["nll_base"]  # (n,)
+    return KLSummary(
+        n_tokens=n,
+        kl_mean=_mean(k),
+        kl_se=_se_of_mean(k),
+        kl_median=median,
+        kl_p90=float(p90),
+        kl_p99=float(p99),
+        kl_p999=float(p999),
+        kl_max=kl_max,
+        same_top1=top1,
+        same_top1_se=top1_se,
+        dp_mean=_mean(dp),
+        dp_rms=float(np.sqrt(_mean(dp * dp))),
+        log_ppl_ratio=_mean(d_nll),
+        log_ppl_ratio_se=_se_of_mean(d_nll),
+        reverse_kl_mean=_mean(arrays["reverse_kl"]) if "reverse_kl" in arrays else None,
+        jsd_mean=_mean(arrays["jsd"]) if "jsd" in arrays else None,
+    )
