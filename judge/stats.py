@@ -280,15 +280,45 @@ def flips(
 # --------------------------------------------------------------------------- correlation
 
 
-def _spearman_rho(x: NDArray[np.float64], y: NDArray[np.float64]) -> float:
-    """Pearson correlation of average ranks (= scipy.stats.spearmanr); NaN if a side is constant."""
-    rx = sps.rankdata(x)  # (m,)
-    ry = sps.rankdata(y)
-    dx, dy = rx - rx.mean(), ry - ry.mean()
-    sxx, syy = float(dx @ dx), float(dy @ dy)
-    if sxx == 0.0 or syy == 0.0:
-        return _NAN
-    return float(dx @ dy) / float(np.sqrt(sxx * syy))
+def _weighted_spearman(x: NDArray[np.float64], y: NDArray[np.float64],
+                       weights: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Spearman's rho of each resample given as item multiplicities; NaN where a side is constant.
+
+    ``weights`` (b, n) says how many times each item is in each resample. For a multiset, the
+    average rank of a value v is (weight of values < v) + (weight of values == v + 1) / 2, which
+    is what rank-then-Pearson on the expanded sample gives; rho is then the weighted Pearson
+    correlation of those ranks. Returns (b,).
+    """
+    return _weighted_pearson(_weighted_ranks(x, weights), _weighted_ranks(y, weights), weights)
+
+
+def _weighted_ranks(x: NDArray[np.float64], weights: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Average ranks (b, n) of x within each weighted resample (see `_weighted_spearman`)."""
+    order = np.argsort(x, kind="stable")  # (n,)
+    xs = x[order]
+    new_value = np.r_[True, xs[1:] != xs[:-1]]  # (n,) first sorted position of a value
+    starts = np.flatnonzero(new_value)  # (V,)
+    tie_group = np.cumsum(new_value) - 1  # (n,) value index of each sorted position
+    value_weight = np.add.reduceat(weights[:, order], starts, axis=1)  # (b, V)
+    below = np.cumsum(value_weight, axis=1) - value_weight  # (b, V) weight of smaller values
+    ranks_sorted = (below + (value_weight + 1) / 2)[:, tie_group]  # (b, n) in sorted order
+    ranks = np.empty_like(ranks_sorted)
+    ranks[:, order] = ranks_sorted
+    return ranks
+
+
+def _weighted_pearson(a: NDArray[np.float64], b: NDArray[np.float64],
+                      w: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Row-wise weighted Pearson correlation (b,); NaN where a side has no spread."""
+    total = w.sum(axis=1, keepdims=True)  # (B, 1)
+    da = a - (w * a).sum(axis=1, keepdims=True) / total  # (B, n)
+    db = b - (w * b).sum(axis=1, keepdims=True) / total
+    saa, sbb, sab = (w * da * da).sum(axis=1), (w * db * db).sum(axis=1), (w * da * db).sum(axis=1)
+    denom = np.sqrt(saa * sbb)  # (B,)
+    # a constant side has zero spread up to rounding; treat tiny spread as none
+    const = (saa <= 1e-12 * total[:, 0] ** 3) | (sbb <= 1e-12 * total[:, 0] ** 3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(const, np.nan, sab / np.where(const, 1.0, denom))
 
 
 def spearman_ci(
@@ -304,7 +334,8 @@ def spearman_ci(
 
     rho = Pearson correlation of the average ranks of x and y. Pairs with a NaN are dropped. With
     fewer than 3 pairs or a constant side the estimate is NaN and ``note`` says why. Resamples in
-    which a side comes out constant have no rho and are skipped (counted in ``note``).
+    which a side comes out constant have no rho and are skipped (counted in ``note``). Resamples
+    are drawn exactly as in `bootstrap_mean_ci` (G group indices with replacement per resample).
     """
     _check_bootstrap_args(n_resamples, alpha)
     xa, ya = _as_1d("x", x), _as_1d("y", y)
@@ -323,14 +354,16 @@ def spearman_ci(
     if n_groups < 2:
         return _nan_ci(n, n_groups, n_resamples, alpha,
                        "fewer than 2 resampling units: no interval", estimate)
-    _, codes = np.unique(codes, return_inverse=True)
-    members = [np.flatnonzero(codes == g) for g in range(n_groups)]  # G arrays of item indices
+    _, codes = np.unique(codes, return_inverse=True)  # (n,) in 0..G-1
     rng = np.random.default_rng(seed)
     boot = np.empty(n_resamples)  # (B,)
-    for r in range(n_resamples):
-        drawn = rng.integers(0, n_groups, size=n_groups)  # (G,)
-        items = drawn if groups is None else np.concatenate([members[g] for g in drawn])
-        boot[r] = _spearman_rho(xa[items], ya[items])
+    chunk = max(1, _CHUNK_ELEMENTS // (4 * max(n, n_groups)))
+    for start in range(0, n_resamples, chunk):
+        b = min(start + chunk, n_resamples) - start
+        drawn = rng.integers(0, n_groups, size=(b, n_groups))  # (b, G)
+        flat = (np.arange(b)[:, None] * n_groups + drawn).ravel()
+        times = np.bincount(flat, minlength=b * n_groups).reshape(b, n_groups)  # (b, G)
+        boot[start:start + b] = _weighted_spearman(xa, ya, times[:, codes].astype(np.float64))
     ok = ~np.isnan(boot)
     n_skipped = int(n_resamples - ok.sum())
     note = f"{n_skipped} of {n_resamples} resamples had a constant side" if n_skipped else None
