@@ -12,9 +12,11 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from judge.chat import conversation, decode, prompt_ids
 from judge.config import EngineOptions, GenerationConfig
+from judge.engines import Engine
 from judge.errors import RunFolderError
 from judge.schemas import ROLE_RE, Answer, AnswerChoice, ModelInfo, Question, QuestionSetInfo
 from judge.store import Run, append_jsonl, package_versions, read_jsonl
@@ -86,29 +88,39 @@ def generate(
     from transformers import AutoTokenizer
 
     from judge.engines import make_engine
-    from judge.progress import stage_progress
 
-    run.mark_stage(f"generate:{role}", started=True)
     tokenizer = AutoTokenizer.from_pretrained(model.path)
     engine = make_engine(model.path, engine_options, seed=gen.seed)
-    t0 = time.perf_counter()
-    n_tokens = 0
     try:
-        with stage_progress(f"generate {role}", total=len(todo), enabled=progress) as advance:
-            size = engine_options.chunk_size
-            for start in range(0, len(todo), size):
-                chunk = todo[start:start + size]
-                answers, tokens = _answer_chunk(engine, tokenizer, chunk, model, role, gen)
-                append_jsonl(path, answers)
-                n_tokens += tokens
-                advance(len(chunk), tokens=tokens)
+        return generate_with(engine, tokenizer, run, model, todo, role=role, gen=gen,
+                             chunk_size=engine_options.chunk_size, skipped=len(done),
+                             progress=progress)
     finally:
         engine.close()
+
+
+def generate_with(engine: Engine, tokenizer: Any, run: Run, model: ModelInfo, todo: list[Question], *,
+                  role: str, gen: GenerationConfig, chunk_size: int, skipped: int = 0,
+                  progress: bool = False) -> GenerateResult:
+    """Answer ``todo`` with a ready engine and tokenizer (the seam tests drive with a fake)."""
+    from judge.progress import stage_progress
+
+    path = run.answers_path(role)
+    run.mark_stage(f"generate:{role}", started=True)
+    t0 = time.perf_counter()
+    n_tokens = 0
+    with stage_progress(f"generate {role}", total=len(todo), enabled=progress) as advance:
+        for start in range(0, len(todo), chunk_size):
+            chunk = todo[start:start + chunk_size]
+            answers, tokens = _answer_chunk(engine, tokenizer, chunk, model, role, gen)
+            append_jsonl(path, answers)
+            n_tokens += tokens
+            advance(len(chunk), tokens=tokens)
     run.mark_stage(f"generate:{role}", finished=True)
-    return GenerateResult(role, path, len(todo), len(done), n_tokens, time.perf_counter() - t0)
+    return GenerateResult(role, path, len(todo), skipped, n_tokens, time.perf_counter() - t0)
 
 
-def _answer_chunk(engine, tokenizer, chunk: list[Question], model: ModelInfo, role: str,
+def _answer_chunk(engine: Engine, tokenizer: Any, chunk: list[Question], model: ModelInfo, role: str,
                   gen: GenerationConfig) -> tuple[list[Answer], int]:
     texts: list[list[str]] = [[] for _ in chunk]
     ids: list[list[list[int]]] = [[] for _ in chunk]

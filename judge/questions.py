@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from judge.errors import QuestionSetError
+from judge.errors import InputFileError, QuestionSetError
 from judge.schemas import Answer, Question, QuestionSetInfo
 from judge.store import describe_validation_error, iter_jsonl_raw
 
@@ -67,6 +67,8 @@ def _parse_questions(path: Path) -> list[Question]:
         rows = list(iter_jsonl_raw(path))
     except OSError as err:
         raise QuestionSetError(f"cannot read question file ({err.strerror})", path=path) from None
+    except InputFileError as err:
+        raise QuestionSetError(err.message, path=err.path, line=err.line) from None
     for lineno, obj in rows:
         try:
             q = Question.model_validate(obj)
@@ -96,7 +98,11 @@ def _parse_questions(path: Path) -> list[Question]:
 
 def _merge_references(questions: list[Question], ref_path: Path) -> list[Question]:
     by_id: dict[str, list[str]] = {}
-    for lineno, obj in iter_jsonl_raw(ref_path):
+    try:
+        rows = list(iter_jsonl_raw(ref_path))
+    except InputFileError as err:
+        raise QuestionSetError(err.message, path=err.path, line=err.line) from None
+    for lineno, obj in rows:
         try:
             ans = Answer.model_validate(obj)
         except ValidationError as err:

@@ -28,13 +28,14 @@ REFERENCE_CATEGORIES: tuple[str, ...] = ("math", "reasoning", "coding")
 class Record(BaseModel):
     """Base of judge's own records: immutable, no unknown fields."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # NaN (e.g. a standard error over one token) is written as "NaN", which is valid JSON and reads back
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="strings")
 
 
 class FastChatRow(BaseModel):
     """Base of rows that FastChat also reads and writes: immutable, unknown fields ignored."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", ser_json_inf_nan="strings")
 
 
 # --------------------------------------------------------------------------- questions
