@@ -1,0 +1,139 @@
+"""``RUN/scorecard.md``: the scorecard as GitHub-flavoured Markdown, with the top flagged items.
+
+Text from files is escaped: table cells get HTML entities for ``<>&`` and ``\\|`` for pipes;
+answers and explanations go into fenced code blocks whose fence is longer than any backtick run
+inside, so nothing in them is interpreted as Markdown or HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+from judge.report.style import fmt, fmt_ci, pct, visible_text
+from judge.scorecard_schema import FlaggedItem, Scorecard, Section
+
+MAX_FLAGGED = 20
+
+
+def cell(text: object) -> str:
+    s = visible_text("" if text is None else str(text))
+    return html.escape(s, quote=False).replace("|", "\\|").replace("\n", " ")
+
+
+def fenced(text: str | None) -> str:
+    body = visible_text(text or "")
+    longest = max((len(m) for m in re.findall(r"`+", body)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{body}\n{fence}"
+
+
+def _row(*cells: object) -> str:
+    return "| " + " | ".join(cell(c) for c in cells) + " |"
+
+
+def _table(header: list[str], rows: list[list[object]]) -> list[str]:
+    align = ["---"] + ["---:"] * (len(header) - 1)
+    return [_row(*header), "| " + " | ".join(align) + " |", *(_row(*r) for r in rows), ""]
+
+
+def _section(sec: Section, control: Section | None) -> list[str]:
+    noise = control is not None and sec.role != "control"
+    out = [f"## {cell(sec.role)} ({cell(sec.model or '?')}): {sec.verdict.status}", "",
+           cell(sec.verdict.text), "", "### Grades (1-10, paired items)", ""]
+    header = ["scope", "n", "baseline", sec.role, "Δ [95% CI]"] + (["noise Δ"] if noise else [])
+    rows = []
+    for r in sec.grades:
+        row: list[object] = [r.label, r.n, fmt(r.baseline_mean), fmt(r.compressed_mean),
+                             fmt_ci(r.delta, signed=True)]
+        if noise:
+            row.append(fmt_ci(r.noise_delta, signed=True) if r.noise_delta else "n/a")
+        rows.append(row)
+    out += _table(header, rows)
+    h = sec.head_to_head
+    if h is not None:
+        out += ["### Head-to-head (swapped games)", ""]
+        out += _table(["n", "wins", "ties", "losses", "strong losses", "inconsistent", "win rate [95% CI]"],
+                      [[h.n, h.compressed_wins, h.ties, h.baseline_wins, h.strong_losses,
+                        f"{h.inconsistent} ({pct(h.inconsistency_rate, 0)})", fmt_ci(h.win_rate)]])
+    f = sec.flips
+    if f is not None:
+        out += ["### Flips (reference-graded items)", ""]
+        out += _table(["n", "dropped", "correct→incorrect", "incorrect→correct", "% flips",
+                       "accuracy", "McNemar p"],
+                      [[f.n, f.n_dropped, f.correct_to_incorrect, f.incorrect_to_correct,
+                        fmt(f.flip_percent, 1), f"{pct(f.baseline_accuracy)} → {pct(f.compressed_accuracy)}",
+                        fmt(f.mcnemar_p, 3)]])
+    if sec.divergence:
+        out += ["### Divergence KL(baseline‖compressed), nats", ""]
+        out += _table(["scope", "items", "tokens", "mean", "median", "p99", "max", "same top-1", "RMS Δp"],
+                      [[d.label, d.n_items, d.n_tokens, fmt(d.kl_mean, 4), fmt(d.kl_median, 4),
+                        fmt(d.kl_p99, 3), fmt(d.kl_max, 3), pct(d.same_top1), fmt(d.dp_rms, 4)]
+                       for d in sec.divergence])
+    if sec.kl_grade_spearman is not None:
+        rho = sec.kl_grade_spearman
+        out += [f"Spearman ρ between an item's mean KL and its grade drop: {cell(fmt_ci(rho))} "
+                f"(n = {rho.n} items)" + (f", {cell(rho.note)}" if rho.note else ""), ""]
+    kinds = sorted({k for d in (*sec.issues.values(), *sec.pair_issues.values()) for k in d})
+    if kinds:
+        roles = list(sec.issues)
+        out += ["### Degradation kinds named by the judge (single grading / pairwise games)", ""]
+        out += _table(["kind", *roles], [[k, *[f"{sec.issues.get(r, {}).get(k, 0)} / "
+                                                f"{sec.pair_issues.get(r, {}).get(k, 0)}" for r in roles]]
+                                         for k in kinds])
+    return out
+
+
+def _flagged(item: FlaggedItem) -> list[str]:
+    out = [f"### #{item.rank} question {cell(item.question_id)}, turn {item.turn} "
+           f"({cell(item.category)}, {cell(item.role)})", "",
+           f"Reasons: {cell(', '.join(item.reasons))}; severity {fmt(item.severity, 0)}; grades "
+           f"{fmt(item.baseline_score, 0)} → {fmt(item.compressed_score, 0)}; pairwise "
+           f"{cell(item.pair_winner or 'n/a')}; KL mean {fmt(item.kl_mean, 4)}", ""]
+    if item.question:
+        out += ["Question:", "", fenced(item.question), ""]
+    out += ["Baseline answer:", "", fenced(item.baseline_answer), "",
+            f"Judge on the baseline (issues: {cell(', '.join(item.baseline_issues) or 'none')}):", "",
+            fenced(item.baseline_explanation), "",
+            f"{cell(item.role)} answer:", "", fenced(item.compressed_answer), "",
+            f"Judge on {cell(item.role)} (issues: {cell(', '.join(item.compressed_issues) or 'none')}):",
+            "", fenced(item.compressed_explanation), ""]
+    return out
+
+
+def render_markdown(card: Scorecard, flagged: list[FlaggedItem]) -> str:
+    p = card.provenance
+    out = [f"# judge scorecard: {cell(p.run)}", "", f"**Verdict.** {cell(card.verdict)}", ""]
+    if len(card.summary) > 1:
+        out += ["## Candidates", ""]
+        out += _table(["role", "grade Δ [95% CI]", "win rate", "% flips", "mean KL", "same top-1",
+                       "flagged"],
+                      [[s.role, fmt_ci(s.grade_delta, signed=True),
+                        fmt_ci(s.win_rate) if s.win_rate else "n/a", fmt(s.flip_percent, 1),
+                        fmt(s.kl_mean, 4), pct(s.same_top1), s.n_flagged] for s in card.summary])
+    for sec in card.sections:
+        out += _section(sec, card.control)
+    if card.control is not None:
+        out += _section(card.control, None)
+    out += ["## Judgments that are not grades", ""]
+    out += (_table(["kind", "role", "status", "count"],
+                   [[f.kind, f.role, f.status, f.count] for f in card.failures])
+            if card.failures else ["None.", ""])
+    out += ["## Provenance", ""]
+    out += _table(["role", "model", "spec", "config sha256", "tokenizer sha256", "weights (bytes)"],
+                  [[m.role, m.name, m.spec, (m.config_sha256 or "")[:12],
+                    (m.tokenizer_sha256 or "")[:12], m.weight_bytes or ""] for m in p.models])
+    prompts = "; ".join(f"{k}: {', '.join(h[:12] for h in v) or 'n/a'}" for k, v in p.prompts.items())
+    out += [f"Judge: {cell(', '.join(p.judges) or 'n/a')}; prompts: {cell(prompts or 'n/a')}.  ",
+            f"Questions: {cell(p.question_set or '?')} ({p.n_questions or '?'} questions, sha256 "
+            f"{cell((p.question_set_sha256 or '')[:12])}).  ",
+            f"Seeds: run {p.run_seed}, bootstrap {p.bootstrap_seed} ({p.n_resamples} resamples, "
+            f"{100 * p.confidence:.0f}% intervals).  ",
+            f"Versions: {cell(', '.join(f'{k} {v}' for k, v in p.versions.items()))}; scorecard by "
+            f"judge {cell(p.judge_version)}.", ""]
+    if flagged:
+        shown = flagged[:MAX_FLAGGED]
+        out += [f"## Flagged responses (top {len(shown)} of {len(flagged)}; all in flagged.jsonl)", ""]
+        for item in shown:
+            out += _flagged(item)
+    return "\n".join(out).rstrip() + "\n"

@@ -1,0 +1,74 @@
+"""Presentation helpers shared by the renderers: number formats, KL colours, safe terminal text.
+
+Nothing here computes a statistic; it only formats what the scorecard holds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from judge.scorecard_verdict import fmt, fmt_ci  # noqa: F401 - re-exported for the renderers
+
+# C0 controls except tab and newline, DEL, and C1 controls: ESC starts terminal escape sequences
+_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
+# bidi overrides and isolates can reorder what a reader sees ("Trojan Source")
+_BIDI_RE = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+KL_LOW_NATS = 1e-3  # below this a token is not coloured
+KL_HIGH_NATS = 3.0  # at or above this a token gets the strongest colour
+
+
+def visible_text(text: str) -> str:
+    """Model or judge text made safe for a terminal: control characters shown as symbols.
+
+    ``\\x1b`` becomes ``␛`` (U+241B) and so on (U+2400 + code for C0, ``␡`` for DEL, U+FFFD for
+    C1 controls), bidi override characters become U+FFFD. Newlines and tabs are kept.
+    """
+
+    def picture(m: re.Match[str]) -> str:
+        code = ord(m.group(0))
+        if code < 0x20:
+            return chr(0x2400 + code)
+        if code == 0x7F:
+            return "\u2421"
+        return "\ufffd"
+
+    return _BIDI_RE.sub("\ufffd", _CONTROL_RE.sub(picture, text))
+
+
+def kl_level(kl_nats: float) -> float:
+    """Colour intensity in [0, 1]: 0 below 1e-3 nats, 1 at 3 nats and above, log-scaled between."""
+    if math.isnan(kl_nats) or kl_nats <= KL_LOW_NATS:
+        return 0.0
+    if kl_nats >= KL_HIGH_NATS:
+        return 1.0
+    return math.log(kl_nats / KL_LOW_NATS) / math.log(KL_HIGH_NATS / KL_LOW_NATS)
+
+
+def kl_rgb(kl_nats: float) -> tuple[int, int, int] | None:
+    """A background colour for a token: none, then pale yellow through orange to red."""
+    level = kl_level(kl_nats)
+    if level <= 0.0:
+        return None
+    # pale yellow (255, 245, 190) -> orange (253, 174, 97) -> red (215, 48, 39)
+    stops = [(255, 245, 190), (253, 174, 97), (215, 48, 39)]
+    x = level * (len(stops) - 1)
+    i = min(int(x), len(stops) - 2)
+    t = x - i
+    a, b = stops[i], stops[i + 1]
+    r, g, bl = (round(a[j] + (b[j] - a[j]) * t) for j in range(3))
+    return r, g, bl
+
+
+def kl_hex(kl_nats: float) -> str | None:
+    rgb = kl_rgb(kl_nats)
+    return None if rgb is None else "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def pct(x: float | None, digits: int = 1) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{100 * x:.{digits}f}%"
+
+
+STATUS_COLOUR = {"worse": "#c0392b", "better": "#1e8449", "mixed": "#b9770e",
+                 "indistinguishable": "#566573", "insufficient data": "#7f8c8d"}

@@ -1,0 +1,213 @@
+"""The scorecard and the flagged-response review in a terminal, with rich.
+
+Every string that comes from a file (model answers, judge explanations, categories, model names)
+goes into a `rich.text.Text` after `visible_text`, never into a markup-interpreted string, so
+``[bold]`` stays literal and escape sequences cannot reach the terminal.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from judge.report.style import STATUS_COLOUR, fmt, fmt_ci, kl_rgb, pct, visible_text
+from judge.scorecard_schema import FlaggedItem, Scorecard, Section
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.text import Text
+
+
+def _t(text: object, style: str = "") -> "Text":
+    """File-derived text as a literal rich Text; long words fold instead of being cut off."""
+    from rich.text import Text
+
+    return Text(visible_text("" if text is None else str(text)), style=style, overflow="fold")
+
+
+def _console(console: "Console | None") -> "Console":
+    from rich.console import Console
+
+    return console or Console()
+
+
+def _table(title: str, *columns: str) -> "object":
+    from rich.table import Table
+
+    table = Table(title=_t(title, "bold"), title_justify="left", show_edge=False, pad_edge=False)
+    for i, col in enumerate(columns):
+        table.add_column(_t(col), justify="left" if i == 0 else "right")
+    return table
+
+
+def _section(sec: Section, control: Section | None) -> list["RenderableType"]:
+    from rich.panel import Panel
+    from rich.rule import Rule
+
+    out: list[RenderableType] = []
+    colour = STATUS_COLOUR.get(sec.verdict.status, "white")
+    title = _t(f"{sec.role} ({sec.model or '?'}): {sec.verdict.status}", f"bold {colour}")
+    if sec.role == "control":  # the candidates' verdicts are already in the top panel
+        out.append(Panel(_t(sec.verdict.text), title=title, title_align="left"))
+    else:
+        out.append(Rule(title, align="left"))
+    noise = control is not None and sec.role != "control"
+    cols = ["scope", "n", "baseline", sec.role, "Δ [95% CI]"] + (["noise Δ"] if noise else [])
+    grades = _table("Grades (1-10), paired items", *cols)
+    for row in sec.grades:
+        cells = [_t(row.label), _t(row.n), _t(fmt(row.baseline_mean)), _t(fmt(row.compressed_mean)),
+                 _t(fmt_ci(row.delta, signed=True))]
+        if noise:
+            cells.append(_t(fmt_ci(row.noise_delta, signed=True) if row.noise_delta else "n/a"))
+        grades.add_row(*cells)
+    out.append(grades)
+    h = sec.head_to_head
+    if h is not None:
+        line = (f"Head-to-head (n={h.n}): {h.compressed_wins} W / {h.ties} T / {h.baseline_wins} L; "
+                f"win rate {fmt_ci(h.win_rate)}; strong losses {h.strong_losses}; "
+                f"position-inconsistent {h.inconsistent} ({pct(h.inconsistency_rate, 0)})")
+        if noise and control.head_to_head is not None:
+            line += f"; control win rate {fmt_ci(control.head_to_head.win_rate)}"
+        out.append(_t(line))
+    f = sec.flips
+    if f is not None:
+        out.append(_t(f"Flips on reference-graded items (n={f.n}, {f.n_dropped} without both "
+                      f"verdicts): correct→incorrect {f.correct_to_incorrect}, incorrect→correct "
+                      f"{f.incorrect_to_correct}, {fmt(f.flip_percent, 1)}% flipped; accuracy "
+                      f"{pct(f.baseline_accuracy)} → {pct(f.compressed_accuracy)}; McNemar exact "
+                      f"p = {fmt(f.mcnemar_p, 3)}"))
+    if sec.divergence:
+        div = _table("Divergence KL(baseline‖compressed), nats", "scope", "items", "tokens", "mean",
+                     "median", "p99", "max", "same top-1", "RMS Δp")
+        for d in sec.divergence:
+            div.add_row(_t(d.label), _t(d.n_items), _t(d.n_tokens), _t(fmt(d.kl_mean, 4)),
+                        _t(fmt(d.kl_median, 4)), _t(fmt(d.kl_p99, 3)), _t(fmt(d.kl_max, 3)),
+                        _t(pct(d.same_top1)), _t(fmt(d.dp_rms, 4)))
+        out.append(div)
+    if sec.kl_grade_spearman is not None:
+        rho = sec.kl_grade_spearman
+        out.append(_t(f"Spearman ρ(KL, grade drop) = {fmt_ci(rho)} over {rho.n} items"
+                      + (f" ({rho.note})" if rho.note else "")))
+    kinds = sorted({k for d in (*sec.issues.values(), *sec.pair_issues.values()) for k in d})
+    if kinds:
+        roles = list(sec.issues)
+        issues = _table("Degradation kinds (single | pairwise)", "kind",
+                        *[r for r in roles])
+        for k in kinds:
+            issues.add_row(_t(k), *[_t(f"{sec.issues.get(r, {}).get(k, 0)} | "
+                                       f"{sec.pair_issues.get(r, {}).get(k, 0)}") for r in roles])
+        out.append(issues)
+    out.append(_t(f"Flagged responses: {sec.n_flagged} (see `judge review`)"))
+    return out
+
+
+def scorecard_renderables(card: Scorecard) -> list["RenderableType"]:
+    from rich.panel import Panel
+    from rich.rule import Rule
+
+    p = card.provenance
+    out: list[RenderableType] = [Rule(_t(f"judge scorecard — {p.run}", "bold")),
+                                 Panel(_t(card.verdict), title=_t("Verdict", "bold"),
+                                       title_align="left")]
+    for sec in card.sections:
+        out.extend(_section(sec, card.control))
+    if card.control is not None:
+        out.extend(_section(card.control, None))
+    if len(card.summary) > 1:
+        summary = _table("Candidates", "role", "grade Δ [95% CI]", "win rate", "flips", "mean KL",
+                         "same top-1", "flagged")
+        for s in card.summary:
+            summary.add_row(_t(s.role), _t(fmt_ci(s.grade_delta, signed=True)),
+                            _t(fmt_ci(s.win_rate) if s.win_rate else "n/a"),
+                            _t(f"{fmt(s.flip_percent, 1)}%" if s.flip_percent is not None else "n/a"),
+                            _t(fmt(s.kl_mean, 4)), _t(pct(s.same_top1)), _t(s.n_flagged))
+        out.append(summary)
+    failures = _table("Judgments that are not grades", "kind", "role", "status", "count")
+    for f in card.failures:
+        failures.add_row(_t(f.kind), _t(f.role), _t(f.status), _t(f.count))
+    out.append(failures if card.failures else _t("Judgment failures: none"))
+    models = ", ".join(f"{m.role}={m.name}" for m in p.models)
+    out.append(_t(f"Provenance: models {models}; judge {', '.join(p.judges) or 'n/a'}; questions "
+                  f"{p.question_set or '?'} ({p.n_questions or '?'}); bootstrap seed "
+                  f"{p.bootstrap_seed}, {p.n_resamples} resamples; judge {p.judge_version}", "dim"))
+    return out
+
+
+def print_scorecard(card: Scorecard, console: "Console | None" = None) -> None:
+    con = _console(console)
+    for r in scorecard_renderables(card):
+        con.print(r)
+
+
+# --------------------------------------------------------------------------- review
+
+
+def coloured_answer(item: FlaggedItem) -> "Text":
+    """The baseline answer, each token on a background coloured by its KL (plain without tokens)."""
+    from rich.style import Style
+    from rich.text import Text
+
+    if not item.tokens:
+        return _t(item.baseline_answer or "(no answer)")
+    text = Text(overflow="fold")
+    for span in item.tokens:
+        rgb = kl_rgb(span.kl)
+        style = Style(bgcolor=f"rgb({rgb[0]},{rgb[1]},{rgb[2]})", color="black") if rgb else Style()
+        if not span.top1:
+            style += Style(underline=True)
+        text.append(visible_text(span.text), style=style)
+    return text
+
+
+def _side(score: float | None, correct: bool | None, issues: list[str], explanation: str | None,
+          answer: "Text") -> "object":
+    from rich.console import Group
+
+    grade = "failed/none" if score is None else fmt(score, 0)
+    corr = "" if correct is None else ("  correct" if correct else "  incorrect")
+    return Group(answer, _t(""), _t(f"grade {grade}{corr}", "bold"),
+                 _t(f"issues: {', '.join(issues) or 'none'}", "italic"),
+                 _t(explanation or "", "dim"))
+
+
+def review_renderables(item: FlaggedItem) -> list["RenderableType"]:
+    from rich.rule import Rule
+    from rich.table import Table
+
+    kl = f", KL mean {fmt(item.kl_mean, 4)} max {fmt(item.kl_max, 3)}" if item.kl_mean is not None else ""
+    rank = f"#{item.rank}" if item.rank else "(not flagged)"
+    why = f"{', '.join(item.reasons)} · severity {fmt(item.severity, 0)}" if item.reasons else "no regression"
+    head = _t(f"{rank}  question {item.question_id} turn {item.turn} · {item.category} · "
+              f"{item.role} · {why}{kl}", "bold")
+    out: list[RenderableType] = [Rule(), head]
+    if item.question:
+        out.append(_t(item.question, "cyan"))
+    table = Table(expand=True, show_lines=False)
+    table.add_column(_t("baseline" + (" (background: KL per token)" if item.tokens else "")),
+                     ratio=1)
+    table.add_column(_t(item.role), ratio=1)
+    table.add_row(
+        _side(item.baseline_score, item.baseline_correct, item.baseline_issues,
+              item.baseline_explanation, coloured_answer(item)),
+        _side(item.compressed_score, item.compressed_correct, item.compressed_issues,
+              item.compressed_explanation, _t(item.compressed_answer or "(no answer)")))
+    out.append(table)
+    if item.pair_status not in (None, "ok"):
+        out.append(_t(f"Pairwise: judgment failed ({item.pair_status})", "bold"))
+    if item.games:
+        verdict = item.pair_winner or "failed"
+        out.append(_t(f"Pairwise: {verdict}" + ("" if item.pair_consistent in (None, True)
+                                              else " (orders disagree)"), "bold"))
+        for g in item.games:
+            out.append(_t(f"  A={g.a_role}, B={g.b_role}: {g.label or 'failed'} — "
+                          f"{g.explanation or ''}"))
+    return out
+
+
+def print_review(items: list[FlaggedItem], console: "Console | None" = None) -> None:
+    con = _console(console)
+    if not items:
+        con.print(_t("No flagged responses: no item regressed by the flagging rules."))
+        return
+    for item in items:
+        for r in review_renderables(item):
+            con.print(r)
