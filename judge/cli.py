@@ -39,6 +39,43 @@ def _root(
 # (commands are added below by stage; keep each one thin)
 
 
+@models_app.callback()
+def models_list(ctx: typer.Context) -> None:
+    """List the embedded default models: built or missing, size and folder."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from judge.models import cache_dir, list_models
+
+    table = Table(title=f"embedded models (cache: {cache_dir()})", title_justify="left")
+    for col in ("name", "status", "size"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("path", overflow="fold")
+    table.add_column("description", overflow="fold")
+    for m in list_models():
+        size = f"{m.size_bytes / 1e6:.0f} MB" if m.size_bytes is not None else "-"
+        status = "[green]built[/green]" if m.built else "[yellow]missing[/yellow]"
+        table.add_row(m.name, status, size, m.path, m.description)
+    Console().print(table)
+
+
+@models_app.command("build")
+def models_build(
+    name: Annotated[Optional[str], typer.Argument(help="Embedded model to build (all if omitted).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if already built.")] = False,
+) -> None:
+    """Build embedded models into the cache (offline, from the GGUF shipped in a PyPI package)."""
+    from judge.models import EMBEDDED, build_model, is_built, model_dir
+
+    for n in [name] if name is not None else list(EMBEDDED):
+        if not force and n in EMBEDDED and is_built(model_dir(n)):
+            print(f"{n}: already built at {model_dir(n)}")
+            continue
+        build_model(n, force=force)  # reports each finished build on stderr
+
+
 # ----------------------------------------------------------------------------- generate
 
 QuestionsOpt = Annotated[str, typer.Option("--questions", "-q",
@@ -122,10 +159,202 @@ def generate(
 # ----------------------------------------------------------------------------- report / review
 
 
+@app.command()
+def report(
+    run: Annotated[str, typer.Argument(help="Run folder: a name under outputs/ or a path.")],
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap resampling.")] = 0,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples per interval.")] = 2000,
+    show: Annotated[bool, typer.Option(help="Print the scorecard in the terminal.")] = True,
+) -> None:
+    """Scorecard of a run: RUN/scorecard.json, scorecard.md, report.html and flagged.jsonl."""
+    from judge.errors import ConfigError
+    from judge.report import write_reports
+    from judge.report.terminal import print_scorecard
+    from judge.scorecard import build_report
+    from judge.store import Run, resolve_run_dir
+
+    if resamples < 1:
+        raise ConfigError(f"--resamples must be at least 1, got {resamples}")
+    target = Run(resolve_run_dir(run))
+    card, flagged = build_report(target, seed=seed, n_resamples=resamples)
+    paths = write_reports(target, card, flagged)
+    if show:
+        print_scorecard(card)
+    print(f"wrote {paths['json']}, {paths['markdown'].name}, {paths['html'].name}, "
+          f"{paths['flagged'].name} ({len(flagged)} flagged)")
+
+
+@app.command()
+def review(
+    run: Annotated[str, typer.Argument(help="Run folder: a name under outputs/ or a path.")],
+    question: Annotated[Optional[str], typer.Option(help="Show every turn of this question id, flagged or not.")] = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many items (0: all).")] = 10,
+    role: Annotated[Optional[str], typer.Option(help="Only this compressed role (compressed-NAME in a sweep).")] = None,
+) -> None:
+    """Flagged responses side by side (baseline | compressed), tokens coloured by KL."""
+    from judge.errors import ConfigError
+    from judge.report.terminal import print_review
+    from judge.scorecard import review_items
+    from judge.store import Run, resolve_run_dir
+
+    if limit < 0:
+        raise ConfigError(f"--limit must be 0 (all) or more, got {limit}")
+    items = review_items(Run(resolve_run_dir(run)), question=question, role=role,
+                         limit=limit or None)
+    print_review(items)
+
+
 # ----------------------------------------------------------------------------- compare
+
+DEMO_MAX_NEW_TOKENS = 256  # the embedded demo caps answers so it finishes in minutes on 2 CPU cores
+
+
+@app.command()
+def compare(
+    models: Annotated[Optional[list[str]], typer.Argument(
+        help="BASELINE COMPRESSED [COMPRESSED...]: embedded names or checkpoint folders. "
+        "None: the embedded demo (smollm2-135m vs smollm2-135m-int4).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c",
+                      help="A run.toml, or a run's manifest.json to reproduce it.")] = None,
+    questions: Annotated[Optional[str], typer.Option("--questions", "-q", help="Question set.")] = None,
+    references: Annotated[Optional[str], typer.Option(help="FastChat reference answers file.")] = None,
+    run: Annotated[Optional[str], typer.Option("--run", "-r", help="Run folder name or path.")] = None,
+    judge: Annotated[Optional[str], typer.Option("--judge", help="Judge: OpenAI model, served model name, or local:MODEL.")] = None,
+    judge_base_url: Annotated[Optional[str], typer.Option(help="Any OpenAI-compatible server.")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="single, pairwise or both.")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Judge requests in flight.")] = None,
+    control: Annotated[Optional[str], typer.Option(help="Noise floor: re-run the baseline with another 'engine' or 'batch' composition.")] = None,
+    sampling: Annotated[Optional[str], typer.Option(help="greedy or mt-bench.")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Token limit per turn (default 1024; 256 for the demo).")] = None,
+    seed: Optional[int] = None,
+    engine: Annotated[Optional[str], typer.Option(help="auto, vllm or hf.")] = None,
+    dtype: Optional[str] = None,
+    device: Optional[str] = None,
+    device_map: Optional[str] = None,
+    tensor_parallel_size: Optional[int] = None,
+    max_model_len: Optional[int] = None,
+    top_k: Annotated[Optional[str], typer.Option(help="Divergence cache top-K, or 'full' for exact KL.")] = None,
+    no_diverge: Annotated[bool, typer.Option("--no-diverge", help="Skip the divergence stage.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Compare BASELINE with one or more COMPRESSED models: answers, KL, judge, scorecard."""
+    from judge.compare import compare as run_compare
+    from judge.compare import load_config_file, make_config
+    from judge.errors import ConfigError
+
+    file_values = load_config_file(config) if config else {}
+    models = list(models or [])
+    if len(models) == 1:
+        raise ConfigError("give a BASELINE and at least one COMPRESSED model (or none for the demo)")
+    overrides: dict[str, object] = {}
+    if models:
+        overrides["baseline"], overrides["compressed"] = models[0], models[1:]
+    elif "baseline" not in file_values:
+        from judge.models import DEFAULT_BASELINE, DEFAULT_COMPRESSED
+
+        overrides["baseline"], overrides["compressed"] = DEFAULT_BASELINE, [DEFAULT_COMPRESSED]
+        if max_new_tokens is None and "generation" not in file_values:
+            max_new_tokens = DEMO_MAX_NEW_TOKENS
+    k: object = None
+    if top_k is not None:
+        if top_k == "full":
+            k = "full"
+        elif top_k.isdigit():
+            k = int(top_k)
+        else:
+            raise ConfigError(f"--top-k {top_k!r}: give a positive integer or 'full'")
+    divergence: dict[str, object] = {"top_k": k}
+    if no_diverge:
+        divergence["enabled"] = False
+    overrides.update(
+        questions=questions, references=references, run=run, control=control,
+        judge={"spec": judge, "base_url": judge_base_url, "mode": mode, "concurrency": concurrency},
+        generation={"sampling": sampling, "max_new_tokens": max_new_tokens, "seed": seed},
+        engine={"engine": engine, "dtype": dtype, "device": device, "device_map": device_map,
+                "tensor_parallel_size": tensor_parallel_size, "max_model_len": max_model_len},
+        divergence=divergence,
+    )
+    cfg = make_config(file_values, overrides)
+    run_compare(cfg, progress=progress)
+
 
 
 # ----------------------------------------------------------------------------- interop
+
+
+@app.command("import-fastchat")
+def import_fastchat_cmd(
+    data_dir: Annotated[Path, typer.Argument(help="FastChat data/mt_bench-style folder (model_answer/, model_judgment/).")],
+    baseline: Annotated[str, typer.Option(help="Baseline model name (its model_answer file name).")],
+    compressed: Annotated[str, typer.Option(help="Compressed model name (its model_answer file name).")],
+    run: RunOpt,
+    judge_file: Annotated[Optional[list[Path]], typer.Option(
+        "--judge-file", help="A model_judgment file (single or pair; repeatable). "
+        "Default: model_judgment/*_single.jsonl and *_pair.jsonl.")] = None,
+    questions: Annotated[Optional[Path], typer.Option(
+        help="FastChat question.jsonl or data folder (default: DATA_DIR/question.jsonl).")] = None,
+) -> None:
+    """Build a run folder from FastChat MT-Bench answers and judgments (then `judge report`)."""
+    from judge.fastchat import import_fastchat
+    from judge.store import Run, resolve_run_dir
+
+    s = import_fastchat(data_dir, baseline, compressed, Run(resolve_run_dir(run)),
+                        judge_files=judge_file, questions=questions)
+    print(f"{s.run}: judge {s.judge_model}, questions {s.questions}")
+    for r in s.roles:
+        mean = "-" if r.mean_score is None else f"{r.mean_score:.4f}"
+        fc = "-" if r.fastchat_mean is None else f"{r.fastchat_mean:.4f}"
+        print(f"  {r.role:<10} {r.model}: {r.answers} answers; single {r.single_rows} rows = "
+              f"{r.single_ok} ok + {r.single_imported_error} errors + {r.single_duplicate} duplicates; "
+              f"mean {mean} (FastChat show_result: {fc})")
+    if s.pair_rows:
+        print(f"  pairwise: {s.pair_rows} rows = {s.pair_ok} ok + {s.pair_imported_error} errors + "
+              f"{s.pair_duplicate} duplicates ({s.pair_swapped} reoriented baseline-first)")
+    if s.ignored_rows:
+        print(f"  {s.ignored_rows} judgment rows about other models ignored")
+    for note in s.notes:
+        print(f"  note: {note}")
+
+
+@app.command("export-fastchat")
+def export_fastchat_cmd(
+    run: Annotated[str, typer.Argument(help="Run folder: a name under outputs/ or a path.")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write FastChat's data/mt_bench layout into.")],
+) -> None:
+    """Write a run's questions, answers and judgments in FastChat's layout."""
+    from judge.fastchat_export import export_fastchat
+    from judge.store import Run, resolve_run_dir
+
+    s = export_fastchat(Run(resolve_run_dir(run)), out_dir)
+    print(f"{s.dir}: {len(s.files)} files; {s.single_rows} single judgments ({s.single_failed} failed, "
+          f"score -1), {s.pair_rows} pairwise ({s.pair_failed} failed, winner 'error')")
+    for role, name in s.models.items():
+        print(f"  {role} -> {name}")
+    for note in s.notes:
+        print(f"  note: {note}")
+
+
+@app.command("flips")
+def flips_cmd(
+    baseline_samples: Annotated[Path, typer.Argument(help="Baseline lm-eval samples_*.jsonl, or its --output_path.")],
+    compressed_samples: Annotated[Path, typer.Argument(help="Compressed model's samples file or folder.")],
+    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Only this task (repeatable).")] = None,
+    metric: Annotated[str, typer.Option(help="Per-sample 0/1 metric: auto (acc, else exact_match), acc, acc_norm...")] = "auto",
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the table as JSON here ('-' for stdout).")] = None,
+) -> None:
+    """Flips, accuracy, McNemar and option-level KL from two lm-evaluation-harness --log_samples runs."""
+    from judge.lmeval import compare_samples, render_table
+
+    report = compare_samples(baseline_samples, compressed_samples, tasks=task, metric=metric)
+    if json_out is not None and str(json_out) == "-":
+        print(report.model_dump_json(indent=2))
+        return
+    render_table(report)
+    if json_out is not None:
+        from judge.store import write_atomic
+
+        write_atomic(json_out, report.model_dump_json(indent=2) + "\n")
+        print(f"wrote {json_out}")
 
 
 # ----------------------------------------------------------------------------- entry point

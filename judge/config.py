@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
 from judge.schemas import Question, Record, SamplingSpec
 
@@ -52,3 +52,57 @@ class GenerationConfig(Record):
         if self.sampling == "mt-bench":
             temperature = MT_BENCH_TEMPERATURE.get(question.category, 0.7)
         return SamplingSpec(temperature=temperature, max_new_tokens=self.max_new_tokens, seed=self.seed)
+
+
+# --------------------------------------------------------------------------- the whole run
+
+JudgeMode = Literal["single", "pairwise", "both"]
+ControlKind = Literal["engine", "batch"]
+
+
+class ModelEntry(Record):
+    """One model of a comparison: its spec, and engine options that override the run's."""
+
+    spec: str = Field(min_length=1)
+    engine: EngineOptions | None = None
+
+
+class JudgeConfig(Record):
+    spec: str = "local:smollm2-135m"  # OpenAI model name, a served model name, or local:MODEL
+    base_url: str | None = None  # any OpenAI-compatible server
+    mode: JudgeMode = "both"
+    concurrency: int = Field(default=8, ge=1, le=256)
+    max_retries: int = Field(default=4, ge=0, le=20)
+    timeout_s: float = Field(default=120.0, gt=0)
+
+
+class DivergenceConfig(Record):
+    enabled: bool = True
+    top_k: PositiveInt | Literal["full"] = 64  # "full": the whole vocabulary (exact KL)
+    reverse: bool = False
+    jsd: bool = False
+    batch_tokens: int = Field(default=4096, ge=1)
+
+
+class ReportConfig(Record):
+    seed: int = 0
+    n_resamples: int = Field(default=2000, ge=100)
+
+
+class RunConfig(Record):
+    """Everything `judge compare` needs; what `--config run.toml` holds and the manifest records."""
+
+    baseline: ModelEntry
+    compressed: list[ModelEntry] = Field(min_length=1)
+    questions: str = "smoke"
+    references: str | None = None
+    run: str | None = None  # default: derived from the model names, so a rerun continues
+    control: ControlKind | None = None  # also re-run the baseline (noise floor)
+    generation: GenerationConfig = GenerationConfig()
+    engine: EngineOptions = EngineOptions()
+    judge: JudgeConfig = JudgeConfig()
+    divergence: DivergenceConfig = DivergenceConfig()
+    report: ReportConfig = ReportConfig()
+
+    def engine_for(self, entry: ModelEntry) -> EngineOptions:
+        return entry.engine or self.engine

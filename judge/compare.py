@@ -1,0 +1,172 @@
+"""`judge compare`: questions -> answers -> divergence -> judgments -> scorecard, resumably.
+
+Each stage skips what the run folder already holds, so rerunning the same command after a crash
+or Ctrl-C continues where it stopped. With several compressed models (a sweep) the baseline's
+answers and divergence cache are computed once. With ``control`` the baseline is answered a second
+time under a change that should not matter (another engine, or another batch composition) and
+scored like a compressed model: that is the noise floor every metric is shown against.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from judge.config import EngineOptions, ModelEntry, RunConfig
+from judge.errors import ConfigError
+from judge.schemas import ModelInfo
+from judge.store import Run, describe_validation_error, resolve_run_dir
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    detail: str
+
+
+def slug(text: str) -> str:
+    s = re.sub(r"[^a-z0-9_.-]+", "-", Path(text.rstrip("/")).name.lower()).strip("-.")
+    return s[:48] or "model"
+
+
+def compressed_roles(entries: list[ModelEntry]) -> list[str]:
+    """``compressed`` for one model; ``compressed-<name>`` for each model of a sweep."""
+    if len(entries) == 1:
+        return ["compressed"]
+    roles: list[str] = []
+    for e in entries:
+        role, n = f"compressed-{slug(e.spec)}", 2
+        while role in roles:
+            role, n = f"compressed-{slug(e.spec)}-{n}", n + 1
+        roles.append(role)
+    return roles
+
+
+def default_run_name(cfg: RunConfig) -> str:
+    name = f"{slug(cfg.baseline.spec)}__vs__{slug(cfg.compressed[0].spec)}"
+    if len(cfg.compressed) > 1:
+        name += f"__+{len(cfg.compressed) - 1}"
+    return f"{name}__{slug(cfg.questions)}"
+
+
+def load_config_file(path: Path) -> dict:
+    """A TOML run config, or a run's manifest.json (its recorded config reproduces the run)."""
+    if not path.is_file():
+        raise ConfigError("config file not found", path=path)
+    try:
+        if path.suffix == ".json":
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = raw.get("config", {}).get("compare") if isinstance(raw, dict) else None
+            if not isinstance(raw, dict):
+                raise ConfigError("this JSON has no config.compare section; give a run's "
+                                  "manifest.json written by judge compare, or a .toml", path=path)
+            return raw
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        line = getattr(err, "lineno", None)
+        raise ConfigError(f"invalid TOML: {err.msg if hasattr(err, 'msg') else err}", path=path,
+                          line=line) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"invalid JSON: {err}", path=path) from None
+
+
+def _entry(value: object) -> object:
+    return {"spec": value} if isinstance(value, str) else value
+
+
+def make_config(file_values: dict, overrides: dict) -> RunConfig:
+    """Merge a config file's values with flags (flags win; None means 'not given')."""
+    data = dict(file_values)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            merged = dict(data.get(key) or {})
+            merged.update({k: v for k, v in value.items() if v is not None})
+            data[key] = merged
+        else:
+            data[key] = value
+    if "baseline" in data:
+        data["baseline"] = _entry(data["baseline"])
+    if "compressed" in data:
+        comp = data["compressed"]
+        data["compressed"] = [_entry(c) for c in (comp if isinstance(comp, list) else [comp])]
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"invalid run config: {describe_validation_error(err)}") from None
+
+
+def control_engine_options(cfg: RunConfig) -> EngineOptions:
+    """What differs for the control re-run of the baseline."""
+    from judge.engines import vllm_available
+
+    base = cfg.engine_for(cfg.baseline)
+    if cfg.control == "engine":
+        used = base.engine if base.engine != "auto" else ("vllm" if vllm_available() else "hf")
+        return base.model_copy(update={"engine": "hf" if used == "vllm" else "vllm"})
+    # "batch": same engine, one question per batch instead of all together
+    return base.model_copy(update={"chunk_size": 1, "batch_size": 1})
+
+
+def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Run:
+    """Run every stage of a comparison; returns the run folder."""
+    from judge.generation import generate
+    from judge.models import resolve_model
+    from judge.questions import load_questions
+
+    run = Run(resolve_run_dir(cfg.run or default_run_name(cfg)))
+    info, questions = load_questions(cfg.questions, cfg.references)
+    roles = compressed_roles(cfg.compressed)
+    say(f"run folder: {run.root}")
+    baseline = resolve_model(cfg.baseline.spec)
+    candidates: list[tuple[str, ModelInfo, EngineOptions]] = [
+        (role, resolve_model(e.spec), cfg.engine_for(e)) for role, e in zip(roles, cfg.compressed)]
+    run.update_manifest(config={"compare": cfg.model_dump(mode="json")})
+
+    # 1. answers ------------------------------------------------------------------------------
+    jobs = [("baseline", baseline, cfg.engine_for(cfg.baseline))] + candidates
+    if cfg.control:
+        jobs.append(("control", baseline, control_engine_options(cfg)))
+    for role, model, opts in jobs:
+        res = generate(run, model, questions, info, role=role, gen=cfg.generation,
+                       engine_options=opts, progress=progress)
+        say(f"answers/{role}: {res.generated} new, {res.skipped} already there")
+
+    # 2. divergence ---------------------------------------------------------------------------
+    if cfg.divergence.enabled:
+        from judge.divergence import DivergeOptions, diverge
+
+        d = cfg.divergence
+        base_opts = cfg.engine_for(cfg.baseline)
+        opts = DivergeOptions(top_k=None if d.top_k == "full" else d.top_k, reverse=d.reverse,
+                              jsd=d.jsd, dtype=base_opts.dtype,
+                              device=base_opts.device, device_map=base_opts.device_map,
+                              batch_tokens=d.batch_tokens)
+        for res in diverge(run, roles=[r for r, _, _ in candidates], options=opts, progress=progress):
+            o = res.summary.overall
+            say(f"divergence/{res.role}: mean KL {o.kl_mean:.4f} nats, same top-1 {o.same_top1:.1%} "
+                f"over {o.n_tokens} tokens")
+
+    # 3. judge --------------------------------------------------------------------------------
+    from judge.grading import grade_run
+
+    grade_roles = [r for r, _, _ in candidates] + (["control"] if cfg.control else [])
+    summary = grade_run(run, cfg.judge, roles=grade_roles, progress=progress)
+    say(summary)
+
+    # 4. report -------------------------------------------------------------------------------
+    from judge.report import print_scorecard, write_reports
+    from judge.scorecard import build_scorecard
+
+    card = build_scorecard(run, seed=cfg.report.seed, n_resamples=cfg.report.n_resamples)
+    write_reports(run, card)
+    print_scorecard(card)
+    say(f"scorecard: {run.root / 'scorecard.md'}  report: {run.root / 'report.html'}  "
+        f"review: judge review {run.root}")
+    return run
