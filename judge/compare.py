@@ -68,8 +68,11 @@ def load_config_file(path: Path) -> dict:
             return raw
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
-        line = getattr(err, "lineno", None)
-        raise ConfigError(f"invalid TOML: {err.msg if hasattr(err, 'msg') else err}", path=path,
+        # Python 3.11's message carries the position: "... (at line 3, column 1)" or "(at end of document)"
+        text = str(err)
+        found = re.search(r"\(at line (\d+), column \d+\)", text)
+        line = int(found.group(1)) if found else len(path.read_text(encoding="utf-8").splitlines())
+        raise ConfigError(f"invalid TOML: {re.sub(r' \(at .*\)$', '', text)}", path=path,
                           line=line) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"invalid JSON: {err}", path=path) from None

@@ -1,0 +1,83 @@
+"""`judge compare`: configuration merging, sweep roles, run names, config files (fast tests)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from judge.compare import (compressed_roles, control_engine_options, default_run_name,
+                           load_config_file, make_config)
+from judge.config import EngineOptions, ModelEntry
+from judge.errors import ConfigError
+
+
+def test_single_and_sweep_roles():
+    assert compressed_roles([ModelEntry(spec="a")]) == ["compressed"]
+    roles = compressed_roles([ModelEntry(spec="/ckpt/Llama-3-8B-AWQ/"), ModelEntry(spec="x-int8"),
+                              ModelEntry(spec="other/x-int8")])
+    assert roles == ["compressed-llama-3-8b-awq", "compressed-x-int8", "compressed-x-int8-2"]
+
+
+def test_flags_override_file_and_none_means_not_given(tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text(
+        'baseline = "base"\ncompressed = ["c1", {spec = "c2", engine = {dtype = "float16"}}]\n'
+        'questions = "judge-80"\n[generation]\nmax_new_tokens = 99\nsampling = "mt-bench"\n'
+        '[judge]\nspec = "gpt-4o"\nconcurrency = 4\n', encoding="utf-8")
+    cfg = make_config(load_config_file(toml), {
+        "questions": None, "judge": {"spec": None, "concurrency": 16},
+        "generation": {"max_new_tokens": None, "seed": 5}})
+    assert cfg.questions == "judge-80" and cfg.judge.spec == "gpt-4o" and cfg.judge.concurrency == 16
+    assert cfg.generation.max_new_tokens == 99 and cfg.generation.seed == 5
+    assert cfg.generation.sampling == "mt-bench"
+    assert [c.spec for c in cfg.compressed] == ["c1", "c2"]
+    assert cfg.engine_for(cfg.compressed[1]).dtype == "float16"
+    assert cfg.engine_for(cfg.compressed[0]) == EngineOptions()
+    assert default_run_name(cfg) == "base__vs__c1__+1__judge-80"
+
+
+def test_manifest_reproduces_config(tmp_path):
+    cfg = make_config({}, {"baseline": "b", "compressed": ["c"], "control": "batch",
+                           "divergence": {"top_k": "full"}})
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"format_version": 1, "config": {"compare": cfg.model_dump(mode="json")}}))
+    again = make_config(load_config_file(manifest), {})
+    assert again == cfg and again.divergence.top_k == "full"
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('baseline = "b"\n', "compressed"),
+    ('baseline = "b"\ncompressed = ["c"]\n[judge]\nmode = "triple"\n', "judge.mode"),
+    ('baseline = "b"\ncompressed = []\n', "compressed"),
+    ('baseline = "b"\ncompressed = ["c"]\nsurprise = 1\n', "surprise"),
+])
+def test_bad_config_is_one_line(tmp_path, text, fragment):
+    p = tmp_path / "run.toml"
+    p.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        make_config(load_config_file(p), {})
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_toml_names_file_and_line(tmp_path):
+    p = tmp_path / "run.toml"
+    p.write_text('baseline = "b"\ncompressed = [\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"{p}:\d+: invalid TOML"):
+        load_config_file(p)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config_file(tmp_path / "none.toml")
+    j = tmp_path / "x.json"
+    j.write_text("{}")
+    with pytest.raises(ConfigError, match="config.compare"):
+        load_config_file(j)
+
+
+def test_control_changes_only_what_should_not_matter():
+    cfg = make_config({}, {"baseline": "b", "compressed": ["c"], "control": "engine",
+                           "engine": {"engine": "vllm", "dtype": "bfloat16"}})
+    ctl = control_engine_options(cfg)
+    assert ctl.engine == "hf" and ctl.dtype == "bfloat16"
+    cfg = cfg.model_copy(update={"control": "batch"})
+    ctl = control_engine_options(cfg)
+    assert ctl.engine == "vllm" and ctl.chunk_size == 1 and ctl.batch_size == 1
