@@ -72,8 +72,8 @@ def load_config_file(path: Path) -> dict:
         text = str(err)
         found = re.search(r"\(at line (\d+), column \d+\)", text)
         line = int(found.group(1)) if found else len(path.read_text(encoding="utf-8").splitlines())
-        raise ConfigError(f"invalid TOML: {re.sub(r' \(at .*\)$', '', text)}", path=path,
-                          line=line) from None
+        reason = re.sub(r" \(at .*\)$", "", text)
+        raise ConfigError(f"invalid TOML: {reason}", path=path, line=line) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"invalid JSON: {err}", path=path) from None
 
