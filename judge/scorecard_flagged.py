@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from collections import Counter
 from typing import Any
 
@@ -132,8 +133,8 @@ def flagged_counts(items: list[FlaggedItem]) -> dict[str, int]:
 def load_baseline_tokenizer(data: RunData) -> Any | None:
     """The baseline's tokenizer from its local folder, or None (imported runs, moved folders)."""
     info = data.manifest.models.get("baseline") if data.manifest else None
-    if info is None or not info.path:
-        return None
+    if info is None or not info.path or not Path(info.path).is_dir():
+        return None  # e.g. an imported FastChat run, or the model folder moved away
     try:
         from transformers import AutoTokenizer
 

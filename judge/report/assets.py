@@ -1,6 +1,7 @@
 """The HTML report's inline stylesheet and script (no external files, no network).
 
-The script only filters the flagged responses and shows a token's KL on tap (phones have no hover).
+The script only filters the flagged responses (also from the URL: ``#category=math&kind=grade_drop``)
+and shows a token's KL on tap (phones have no hover); when done it marks ``<html data-ready="1">``.
 It is allowed by its sha256 in the page's Content-Security-Policy; nothing else may run.
 """
 
@@ -88,6 +89,13 @@ JS = """
     });
     if (count) { count.textContent = String(shown); }
   }
+  // a link may preselect filters: report.html#category=math&kind=grade_drop
+  location.hash.replace(/^#/, '').split('&').forEach(function (kv) {
+    var p = kv.split('=');
+    sel.forEach(function (s) {
+      if (s.name === p[0] && p.length === 2) { s.value = decodeURIComponent(p[1]); }
+    });
+  });
   sel.forEach(function (s) { s.addEventListener('change', apply); });
   var tip = document.getElementById('tip');
   document.addEventListener('click', function (e) {
@@ -99,6 +107,7 @@ JS = """
     tip.style.display = 'block';
   });
   apply();
+  document.documentElement.setAttribute('data-ready', '1');
 })();
 """
 

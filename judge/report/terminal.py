@@ -35,7 +35,7 @@ def _table(title: str, *columns: str) -> "object":
 
     table = Table(title=_t(title, "bold"), title_justify="left", show_edge=False, pad_edge=False)
     for i, col in enumerate(columns):
-        table.add_column(_t(col), justify="left" if i == 0 else "right")
+        table.add_column(_t(col), justify="left" if i == 0 else "right", no_wrap=i > 0)
     return table
 
 
