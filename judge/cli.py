@@ -293,12 +293,15 @@ def import_fastchat_cmd(
         "Default: model_judgment/*_single.jsonl and *_pair.jsonl.")] = None,
     questions: Annotated[Optional[Path], typer.Option(
         help="FastChat question.jsonl or data folder (default: DATA_DIR/question.jsonl).")] = None,
+    with_report: Annotated[bool, typer.Option("--report/--no-report",
+                           help="Build the scorecard right after the import (as `judge report`).")] = True,
 ) -> None:
-    """Build a run folder from FastChat MT-Bench answers and judgments (then `judge report`)."""
+    """Build a run folder from FastChat MT-Bench answers and judgments, and its scorecard."""
     from judge.fastchat import import_fastchat
     from judge.store import Run, resolve_run_dir
 
-    s = import_fastchat(data_dir, baseline, compressed, Run(resolve_run_dir(run)),
+    run_dir = resolve_run_dir(run)
+    s = import_fastchat(data_dir, baseline, compressed, Run(run_dir),
                         judge_files=judge_file, questions=questions)
     print(f"{s.run}: judge {s.judge_model}, questions {s.questions}")
     for r in s.roles:
@@ -314,6 +317,8 @@ def import_fastchat_cmd(
         print(f"  {s.ignored_rows} judgment rows about other models ignored")
     for note in s.notes:
         print(f"  note: {note}")
+    if with_report:
+        report(str(run_dir.absolute()))  # a path, so it is not resolved under outputs/ again
 
 
 @app.command("export-fastchat")

@@ -165,7 +165,7 @@ def test_import_refuses_bad_input(tree: Path, tmp_path: Path) -> None:
 
 def test_cli_import_prints_counts_and_errors_exit_2(tree: Path, tmp_path: Path, capsys) -> None:
     main(["import-fastchat", str(tree), "--baseline", "base", "--compressed", "comp",
-          "--run", str(tmp_path / "cli-run")])
+          "--run", str(tmp_path / "cli-run"), "--no-report"])
     out = capsys.readouterr().out
     assert "6 rows = 3 ok + 2 errors + 1 duplicates; mean 6.3333 (FastChat show_result: 5.7500)" in out
     assert "pairwise: 3 rows = 2 ok + 1 errors + 0 duplicates (3 reoriented baseline-first)" in out
@@ -352,14 +352,18 @@ def test_export_of_imported_runs_reads_back_in_fastchat(mtbench_dir: Path, tmp_p
     assert exported == source
 
 
-def test_scorecard_reads_an_imported_run(mtbench_dir: Path, tmp_path: Path) -> None:
-    scorecard = pytest.importorskip("judge.scorecard", reason="judge report is not in this checkout")
+def test_import_and_report_in_one_command(mtbench_dir: Path, tmp_path: Path, capsys) -> None:
+    """The griffin folder (baseline vs an efficient-inference variant) imports and reports at once."""
     folder = mtbench_dir / "extra" / "llama3-8b-griffin"
-    run = Run(tmp_path / "griffin")
-    import_fastchat(folder, GRIFFIN_BASE, GRIFFIN_COMP, run, questions=mtbench_dir / "question.jsonl",
-                    judge_files=[folder / "model_judgment" / "gpt-4_single-origin.jsonl"])
-    card = scorecard.build_scorecard(run, n_resamples=200)
-    overall = card.sections[0].grades[0]
-    assert (overall.n, overall.baseline_mean, overall.compressed_mean) == (160, pytest.approx(7.76875),
-                                                                           pytest.approx(2.7))
-    assert card.n_superseded == 10 and card.failures == []
+    run_dir = tmp_path / "griffin"
+    main(["import-fastchat", str(folder), "--baseline", GRIFFIN_BASE, "--compressed", GRIFFIN_COMP,
+          "--judge-file", str(folder / "model_judgment" / "gpt-4_single-origin.jsonl"),
+          "--questions", str(mtbench_dir / "question.jsonl"), "--run", str(run_dir)])
+    out = capsys.readouterr().out
+    assert "mean 7.7687 (FastChat show_result: 7.8434)" in out and "scorecard.json" in out
+    card = json.loads((run_dir / "scorecard.json").read_text())
+    overall = card["sections"][0]["grades"][0]
+    assert (overall["n"], overall["baseline_mean"], overall["compressed_mean"]) == (
+        160, pytest.approx(7.76875), pytest.approx(2.7))
+    assert card["n_superseded"] == 10 and card["failures"] == []
+    assert (run_dir / "report.html").is_file()
