@@ -143,7 +143,7 @@ def head_to_head(data: RunData, role: str, s: Settings) -> HeadToHead | None:
 def flip_counts(data: RunData, role: str):  # -> FlipCounts | None
     keys = sorted({(q, t) for q, t, r in data.single if r in ("baseline", role)}, key=item_sort)
     keys = [k for k in keys if is_reference_graded(data, k, ("baseline", role))]
-    if not keys:
+    if not keys or not any(r == role for _, _, r in data.single):
         return None
     b = [correctness(data.single.get((q, t, "baseline"))) for q, t in keys]
     c = [correctness(data.single.get((q, t, role))) for q, t in keys]

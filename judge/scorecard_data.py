@@ -66,7 +66,8 @@ class RunData:
 
     @property
     def roles(self) -> list[str]:
-        found = set(self.answers) | {k[2] for k in self.single} | {k[2] for k in self.pairwise}
+        found = (set(self.answers) | {k[2] for k in self.single} | {k[2] for k in self.pairwise}
+                 | set(self.divergence))
         return sorted(r for r in found if ROLE_RE.match(r))
 
     @property

@@ -122,15 +122,16 @@ def section_verdict(role: str, overall: GradeRow, h2h: HeadToHead | None, flips:
 
 def overall_verdict(sections: list[Section], control: Section | None,
                     failures: list[FailureCount]) -> str:
+    """One paragraph per compressed role, then the noise floor and the failures (newline-separated)."""
     if not sections:
         text = "This run has no compressed model to compare with the baseline."
     else:
-        text = " ".join(sec.verdict.text for sec in sections)
+        text = "\n".join(sec.verdict.text for sec in sections)
     if control is not None:
-        text += f" Noise floor: control grade delta {fmt_ci(control.grades[0].delta, signed=True)}."
+        text += f"\nNoise floor: control grade delta {fmt_ci(control.grades[0].delta, signed=True)}."
     n_failed = sum(f.count for f in failures if f.status != "missing")
     n_missing = sum(f.count for f in failures if f.status == "missing")
     if n_failed or n_missing:
-        text += (f" Judgments left out (never counted as grades, see Failures): {n_failed} "
+        text += (f"\nJudgments left out (never counted as grades, see Failures): {n_failed} "
                  f"failed, {n_missing} never made.")
     return text

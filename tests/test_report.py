@@ -12,6 +12,7 @@ import io
 import re
 import shutil
 import subprocess
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def test_terminal_review_is_literal_and_coloured(built) -> None:
     raw = con.file.getvalue()  # what reached the terminal, escape sequences included
     plain = con.export_text()
     # rich markup in judge text stays literal; the ANSI escape from the model is shown as ␛
-    assert "[bold red]not markup[/]" in plain
+    assert "[bold red]not markup[/]" in plain and visible_text(MARKUP_PAYLOAD) in plain
     assert "\u241b[31mnot red" in plain and "\x1b[31mnot red" not in raw
     assert "<script>document.title='PWNED'</script>" in plain
     # the first baseline token has KL 2.0 nats: a truecolor background (48;2;r;g;b)
@@ -153,7 +154,7 @@ def test_html_is_self_contained_and_escaped(built) -> None:
     assert not [a for _, attrs in parser.tags for a in attrs if a.startswith("on")]
     assert not [v for _, attrs in parser.tags for k, v in attrs.items()
                 if k in ("src", "href") and v]
-    assert "&lt;script&gt;document.title=&#x27;PWNED&#x27;&lt;/script&gt;" in page
+    assert escape(SCRIPT_PAYLOAD, quote=True) in page
     assert names.count("svg") >= 4 and names.count("article") == 3
     assert "Content-Security-Policy" in page
     # token colouring: one span per token, with its KL in the title

@@ -22,17 +22,34 @@ def report_paths(run: Run) -> dict[str, Path]:
             "html": run.root / "report.html", "flagged": run.root / "flagged.jsonl"}
 
 
-def write_reports(run: Run, card: Scorecard, flagged: list[FlaggedItem]) -> dict[str, Path]:
-    """Write the four report files; returns their paths by kind."""
+def write_reports(run: Run, card: Scorecard, flagged: list[FlaggedItem] | None = None
+                  ) -> dict[str, Path]:
+    """Write the four report files; returns their paths by kind.
+
+    ``flagged`` comes from `judge.scorecard.build_report`; when None it is built here (a second
+    read of the run folder, with token colouring).
+    """
     from judge.report.html import render_html
     from judge.report.markdown import render_markdown
 
+    if flagged is None:
+        from judge.scorecard_data import load_run
+        from judge.scorecard_flagged import build_flagged
+
+        flagged = build_flagged(load_run(run), tokens=True)
     paths = report_paths(run)
     write_atomic(paths["json"], card.model_dump_json(indent=1) + "\n")
     write_atomic(paths["markdown"], render_markdown(card, flagged))
     write_atomic(paths["html"], render_html(card, flagged))
     write_atomic(paths["flagged"], "".join(item.model_dump_json() + "\n" for item in flagged))
     return paths
+
+
+def print_scorecard(card: Scorecard, console: object | None = None) -> None:
+    """The scorecard in the terminal (rich); see `judge.report.terminal`."""
+    from judge.report.terminal import print_scorecard as _print
+
+    _print(card, console)  # type: ignore[arg-type]
 
 
 def load_scorecard(run: Run) -> Scorecard:

@@ -38,6 +38,7 @@ table { border-collapse:collapse; font-size:.88rem; margin:.3rem 0 .8rem; }
 th, td { border-bottom:1px solid var(--line); padding:.25rem .6rem; text-align:right; white-space:nowrap; }
 th:first-child, td:first-child { text-align:left; }
 th { background:var(--soft); }
+table.facts td { text-align:left; white-space:normal; }
 .note { color:var(--muted); font-size:.85rem; }
 .filters { display:flex; flex-wrap:wrap; gap:.6rem; align-items:center; background:var(--soft);
            padding:.5rem .7rem; border-radius:6px; position:sticky; top:0; z-index:2; }
@@ -60,7 +61,7 @@ th { background:var(--soft); }
 #tip { position:fixed; display:none; background:#111827; color:#fff; font-size:.8rem; padding:.2rem .45rem;
        border-radius:4px; pointer-events:none; z-index:5; }
 .legend { font-size:.8rem; color:var(--muted); }
-.legend span { padding:0 .35rem; border-radius:2px; color:#111; }
+.legend span { padding:0 .35rem; border-radius:2px; color:#111; white-space:nowrap; }
 details summary { cursor:pointer; font-size:.9rem; }
 ul.games { margin:.3rem 0; padding-left:1.1rem; font-size:.86rem; }
 ul.games li { white-space:pre-wrap; overflow-wrap:anywhere; }

@@ -25,10 +25,12 @@ def e(text: object) -> str:
     return escape("" if text is None else str(text), quote=True)
 
 
-def _table(header: list[str], rows: list[list[object]]) -> str:
-    head = "".join(f"<th>{e(h)}</th>" for h in header)
+def _table(header: list[str], rows: list[list[object]], cls: str = "") -> str:
+    head = "".join(f"<th>{e(h)}</th>" for h in header) if header else ""
     body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f'<div class="tablewrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    attr = f' class="{cls}"' if cls else ""
+    return (f'<div class="tablewrap"><table{attr}>' + (f"<thead><tr>{head}</tr></thead>" if head else "")
+            + f"<tbody>{body}</tbody></table></div>")
 
 
 def _status(status: str) -> str:
@@ -44,7 +46,7 @@ def _card(key: str, value: str, sub: str = "") -> str:
 def _cards(sec: Section, control: Section | None) -> str:
     g = sec.grades[0]
     ci = fmt_ci(g.delta, signed=True).partition(" ")[2] or "no interval"
-    out = [_card("grade Δ (compressed − baseline)", fmt(g.delta.estimate, signed=True),
+    out = [] if not g.n else [_card("grade Δ (compressed − baseline)", fmt(g.delta.estimate, signed=True),
                  f"95% CI {ci}; {g.n} items, {g.delta.n_clusters} questions"
                  + (f"; noise floor {fmt_ci(g.noise_delta, signed=True)}" if g.noise_delta else ""))]
     if sec.head_to_head:
@@ -72,8 +74,9 @@ def _charts(sec: Section) -> str:
     figs = []
     cats = [(r.label, r.baseline_mean, r.compressed_mean) for r in sec.grades if r.scope == "category"]
     rows = cats or [(r.label, r.baseline_mean, r.compressed_mean) for r in sec.grades]
-    figs.append(("Mean grade per category (paired items)",
-                 charts.grade_bars(rows, ("baseline", sec.role))))
+    if sec.grades[0].n:
+        figs.append(("Mean grade per category (paired items)",
+                     charts.grade_bars(rows, ("baseline", sec.role))))
     if sec.head_to_head:
         h = sec.head_to_head
         figs.append((f"Head-to-head, {h.n} swapped games",
@@ -239,7 +242,7 @@ def _failures_and_provenance(card: Scorecard) -> str:
              ("scorecard", f"judge {p.judge_version}, format {card.format_version}; "
                            f"{card.n_superseded} superseded judgment rows ignored")]
     return (f"<section><h2>Judgments that are not grades</h2>{fails}</section>"
-            f"<section><h2>Provenance</h2>{models}{_table(['', ''], [list(f) for f in facts])}</section>")
+            f"<section><h2>Provenance</h2>{models}{_table([], [list(f) for f in facts], 'facts')}</section>")
 
 
 def render_html(card: Scorecard, flagged: list[FlaggedItem]) -> str:
@@ -257,6 +260,7 @@ def render_html(card: Scorecard, flagged: list[FlaggedItem]) -> str:
             [[s.role, fmt_ci(s.grade_delta, signed=True), fmt_ci(s.win_rate) if s.win_rate else "n/a",
               fmt(s.flip_percent, 1), fmt(s.kl_mean, 4), pct(s.same_top1), s.n_flagged]
              for s in card.summary])
+    paragraphs = "".join(f"<p>{e(line)}</p>" for line in card.verdict.splitlines() if line.strip())
     sections = "".join(_section(s, card.control) for s in card.sections)
     if card.control is not None:
         sections += _section(card.control, None)
@@ -267,6 +271,6 @@ def render_html(card: Scorecard, flagged: list[FlaggedItem]) -> str:
         f"<title>judge report: {e(p.run)}</title><style>{CSS}</style></head><body><main>"
         f'<h1>judge report <span class="run">{e(p.run)}</span></h1>'
         f'<section class="verdict" style="border-left-color:{STATUS_COLOUR.get(first, "#777")}">'
-        f"<h2 style=\"border:0;margin:.2rem 0\">Verdict</h2><p>{e(card.verdict)}</p></section>"
+        f"<h2 style=\"border:0;margin:.2rem 0\">Verdict</h2>{paragraphs}</section>"
         f"{headline}{summary}{sections}{_flagged(flagged)}{_failures_and_provenance(card)}"
         f'</main><div id="tip"></div><script>{JS}</script></body></html>\n')

@@ -103,7 +103,9 @@ def _flagged(item: FlaggedItem) -> list[str]:
 
 def render_markdown(card: Scorecard, flagged: list[FlaggedItem]) -> str:
     p = card.provenance
-    out = [f"# judge scorecard: {cell(p.run)}", "", f"**Verdict.** {cell(card.verdict)}", ""]
+    out = [f"# judge scorecard: {cell(p.run)}", "", "**Verdict.**", ""]
+    for line in card.verdict.splitlines():
+        out += [cell(line), ""]
     if len(card.summary) > 1:
         out += ["## Candidates", ""]
         out += _table(["role", "grade Δ [95% CI]", "win rate", "% flips", "mean KL", "same top-1",
