@@ -2,7 +2,8 @@
 
 Each builder writes a complete Hugging Face checkpoint folder (config, bf16 safetensors, tokenizer
 with its chat template, generation config) into a fresh temporary folder and returns the facts the
-model card must state. ``judge.models`` owns where folders live, locking and the atomic install.
+model card must state. ``judge.models`` owns where folders live and the atomic install; this
+module also holds its helpers (the build progress display on stderr, the file lock, fsync).
 
 The quantizer is round-to-nearest (RTN), symmetric, per group of ``group_size`` consecutive input
 weights of each output row::

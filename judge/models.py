@@ -21,14 +21,13 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 from judge.errors import ModelBuildError, ModelSpecError
 from judge.model_build import (
-    TOKENIZER_FILES, BuildProgress, NoProgress, rtn_quantize_dequantize, sha256_file,
+    TOKENIZER_FILES, BuildProgress, rtn_quantize_dequantize, sha256_file,
 )
 from judge.schemas import ModelFingerprint, ModelInfo, Record, WeightFile
 
@@ -257,8 +256,8 @@ def _converted_gguf(gguf: Path, *, build: bool) -> Path:
     if is_built(target):
         return target
     if not build:
-        raise ModelSpecError("this GGUF file has not been converted yet; rerun without "
-                             "--no-build to convert it", path=gguf)
+        raise ModelSpecError("this GGUF file is not converted to a checkpoint yet, and building "
+                             "is off here: resolve it once with building allowed", path=gguf)
 
     def make(tmp: Path, progress: BuildProgress) -> ModelCard:
         t0 = time.monotonic()

@@ -129,6 +129,21 @@ def test_folder_that_is_not_a_model(tmp_path, tmp_cache):
         resolve_model(str(tmp_path / "two"))
 
 
+def test_gguf_file_or_folder_resolves_to_its_conversion(tmp_path, tmp_cache):
+    gguf = tmp_path / "g" / "tiny.gguf"
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"GGUF pretend")
+    with pytest.raises(ModelSpecError, match="not converted"):
+        resolve_model(str(gguf), build=False)
+    digest = hashlib.sha256(b"GGUF pretend").hexdigest()
+    converted = make_checkpoint(tmp_cache / "converted" / f"tiny-{digest[:12]}")
+    (converted / models.CARD_FILE).write_text("{}")  # as a finished conversion leaves it
+    for spec in (str(gguf), str(gguf.parent)):
+        info = resolve_model(spec, build=False)
+        assert Path(info.path) == converted.resolve() and not info.embedded
+    assert resolve_model(str(gguf)).name == "tiny"
+
+
 def test_broken_gguf_is_a_build_error_and_leaves_nothing(tmp_path, tmp_cache):
     (tmp_path / "g").mkdir()
     (tmp_path / "g" / "m.gguf").write_bytes(b"not a gguf file")
