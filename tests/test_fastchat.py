@@ -240,6 +240,29 @@ def test_export_failed_pair_games_become_error(tmp_path: Path) -> None:
     assert safe_name("../a b") == "_a_b"
 
 
+def test_export_of_a_judge_run_reads_in_fastchat(tmp_path: Path, monkeypatch) -> None:
+    """tests/synthetic_run.py: three roles, a retried key, an api_error, an invalid pair game."""
+    from synthetic_run import write_synthetic_run
+
+    run = write_synthetic_run(tmp_path / "run")
+    out = tmp_path / "fc"
+    s = export_fastchat(run, out)
+    assert s.models == {"baseline": "baseline-model", "compressed": "compressed-model",
+                        "control": "control-model"}
+    # single: 8 keys per role; compressed (4, 2) only failed -> score -1; the failed (4, 1) try
+    # before its retry is left out. pairs: compressed 6 games + (4, 1) invalid; control 8
+    assert (s.single_rows, s.single_failed, s.pair_rows, s.pair_failed) == (24, 1, 15, 1)
+    means = _show_single(out / "model_judgment" / "judge-model_single.jsonl", monkeypatch)
+    assert means == pytest.approx({"baseline-model": 58 / 8, "compressed-model": 41 / 7,
+                                   "control-model": 57 / 8}, abs=1e-12)
+    wlt = _show_pairwise(out / "model_judgment" / "judge-model_pair.jsonl", monkeypatch)
+    # compressed: (3,1) won; (1,1), (2,2) lost; (1,2), (3,2) ties, (2,1) inconsistent; (4,1) error
+    assert wlt["compressed-model"] == (1, 2, 3) and wlt["control-model"] == (0, 0, 8)
+    pairs = [json.loads(x) for x in (out / "model_judgment" / "judge-model_pair.jsonl").read_text().splitlines()]
+    failed = [p for p in pairs if p["question_id"] == 4 and p["turn"] == 1 and p["model_2"] == "compressed-model"]
+    assert [(p["g1_winner"], p["g2_winner"]) for p in failed] == [("error", "error")]
+
+
 # --------------------------------------------------------------------------- real FastChat files
 
 
