@@ -210,7 +210,10 @@ def log_softmax(scores: NDArray[np.float64]) -> NDArray[np.float64]:
 def option_kl(base_scores: NDArray[np.float64], comp_scores: NDArray[np.float64]) -> float:
     """KL(p_b || p_c) in nats with p = softmax(scores) over the options."""
     lp_b, lp_c = log_softmax(base_scores), log_softmax(comp_scores)  # (k,)
-    return float((np.exp(lp_b) * (lp_b - lp_c)).sum())
+    p_b = np.exp(lp_b)
+    with np.errstate(invalid="ignore"):  # an option the baseline gives p = 0 adds 0, not NaN
+        terms = np.where(p_b > 0, p_b * (lp_b - lp_c), 0.0)  # (k,)
+    return float(terms.sum())
 
 
 def _scores(s: DocSample, metric: str) -> NDArray[np.float64] | None:

@@ -79,6 +79,9 @@ def test_option_kl_is_the_textbook_formula() -> None:
     expected = 0.7 * math.log(7) + 0.2 * 0 + 0.1 * math.log(1 / 7)
     assert option_kl(b, c) == pytest.approx(expected, abs=1e-12)
     assert option_kl(b, b) == 0.0
+    # an option with log-likelihood -inf under the baseline has p = 0 and adds nothing
+    inf_b = np.array([math.log(0.5), math.log(0.5), -math.inf])
+    assert option_kl(inf_b, np.log([0.25, 0.5, 0.25])) == pytest.approx(0.5 * LN2, abs=1e-12)
 
 
 def _copy(src: Path, dst: Path, edit=None) -> Path:
