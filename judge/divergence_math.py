@@ -1,0 +1,204 @@
+"""The numeric core of the divergence stage: per-token KL, reverse KL, JSD, top-1 agreement, Δp.
+
+Pure torch functions over logits of answer positions, shape ``(n, V)`` (n positions, V vocabulary),
+on whatever device the logits live. Everything is computed in float32 after a float32
+``log_softmax``, in chunks of positions so that the float32 temporaries stay bounded
+(``chunk_elements`` floats each) even for a 128k vocabulary and thousands of positions.
+
+Two paths share one formula, a divergence between two distributions over B buckets (last dim):
+
+* **exact** (`token_divergence`): the buckets are the V tokens;
+* **cached** (`topk_cache` then `divergence_from_cache`): the baseline pass keeps, per position,
+  its top-K log-probs and ids, the log of the remaining tail mass and the log-prob of the actual
+  token. The compressed pass then compares over K + 1 buckets: the K baseline-top tokens and "all
+  the rest" (q_tail = the compressed model's mass outside those K ids, computed as a logsumexp over
+  the complement, never as 1 - sum, so it stays accurate when the tail is tiny).
+
+Merging tokens into buckets can only lose information, so by the data-processing inequality (which
+holds for every f-divergence) the bucketed KL, reverse KL and JSD are all **lower bounds** of the
+exact values, and equal them when K = V (an empty tail). KL is the quantity the cache is designed
+for: the buckets are the baseline's likeliest tokens, which carry almost all of the forward KL.
+Reverse KL and JSD from a top-K cache are labelled *bucketed lower bounds*: the compressed model's
+mass on tokens the baseline considers unlikely is pooled in one bucket, so use ``--top-k full`` for
+their exact values.
+
+Conventions: 0 · log 0 = 0 (a zero-probability bucket contributes nothing); p > 0 where q = 0 gives
++inf, as it should. ``same_top1`` is true when the baseline's argmax token is also a maximum of the
+compressed distribution (so exact ties never count as disagreement, and a model scored against
+itself agrees everywhere). Δp = p_compressed(actual token) - p_baseline(actual token).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+CHUNK_ELEMENTS = 1 << 24  # floats per temporary (64 MiB in float32)
+TOKEN_FIELDS = ("kl", "same_top1", "p_base_tok", "p_comp_tok", "nll_base", "nll_comp")
+
+
+def _chunks(n: int, vocab: int, chunk_elements: int) -> list[slice]:
+    rows = max(1, chunk_elements // max(1, vocab))
+    return [slice(s, min(s + rows, n)) for s in range(0, n, rows)] or [slice(0, 0)]
+
+
+def log_probs(logits: "torch.Tensor") -> "torch.Tensor":
+    """float32 log-softmax over the last dim; idempotent on log-probs (up to rounding)."""
+    import torch
+
+    return torch.log_softmax(logits.to(torch.float32), dim=-1)
+
+
+def bucket_divergences(lp: "torch.Tensor", lq: "torch.Tensor", *, reverse: bool = False,
+                       jsd: bool = False) -> dict[str, "torch.Tensor"]:
+    """KL(P‖Q), optionally KL(Q‖P) and JSD(P, Q), in nats, from log-probs over buckets.
+
+    lp, lq: (n, B) float32 log-probabilities (each row sums to 1 in probability); -inf allowed.
+    KL = sum_b p_b (log p_b - log q_b);  JSD = (KL(P‖M) + KL(Q‖M)) / 2 with M = (P + Q) / 2.
+    Returns (n,) tensors.
+    """
+    import torch
+
+    zero = torch.zeros((), dtype=lp.dtype, device=lp.device)
+    p = lp.exp()  # (n, B)
+    out = {"kl": torch.where(p > 0, p * (lp - lq), zero).sum(-1)}
+    q = lq.exp() if (reverse or jsd) else None
+    if reverse:
+        out["reverse_kl"] = torch.where(q > 0, q * (lq - lp), zero).sum(-1)
+    if jsd:
+        # log m = max + log((1 + e^-|lp - lq|) / 2), exactly lp where lp == lq (no rounding)
+        lm = torch.maximum(lp, lq) + torch.log1p(torch.expm1(-(lp - lq).abs()) / 2)  # (n, B)
+        kl_pm = torch.where(p > 0, p * (lp - lm), zero).sum(-1)
+        kl_qm = torch.where(q > 0, q * (lq - lm), zero).sum(-1)
+        out["jsd"] = 0.5 * (kl_pm + kl_qm)
+    return out
+
+
+def _token_terms(lq: "torch.Tensor", top1_base: "torch.Tensor", targets: "torch.Tensor",
+                 logp_target_base: "torch.Tensor") -> dict[str, "torch.Tensor"]:
+    """Top-1 agreement and the actual token's probabilities under both models. Shapes (n,)."""
+    lq_tok = lq.gather(1, targets[:, None]).squeeze(1)  # (n,)
+    same = lq.gather(1, top1_base[:, None]).squeeze(1) >= lq.max(dim=-1).values
+    return {"same_top1": same, "p_base_tok": logp_target_base.exp(), "p_comp_tok": lq_tok.exp(),
+            "nll_base": -logp_target_base, "nll_comp": -lq_tok}
+
+
+def _cat(parts: list[dict[str, "torch.Tensor"]]) -> dict[str, "torch.Tensor"]:
+    import torch
+
+    return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+
+
+def token_divergence(base_logits: "torch.Tensor", comp_logits: "torch.Tensor",
+                     targets: "torch.Tensor", *, reverse: bool = False, jsd: bool = False,
+                     chunk_elements: int = CHUNK_ELEMENTS) -> dict[str, "torch.Tensor"]:
+    """Exact per-position statistics over the full vocabulary.
+
+    base_logits, comp_logits: (n, V) logits (or log-probs) predicting targets (n,) int64.
+    Returns (n,) tensors: kl, same_top1 (bool), p_base_tok, p_comp_tok, nll_base, nll_comp, dp,
+    and reverse_kl / jsd when asked.
+    """
+    if base_logits.shape != comp_logits.shape:
+        raise ValueError(f"logits shapes differ: {tuple(base_logits.shape)} vs "
+                         f"{tuple(comp_logits.shape)}")
+    n, vocab = base_logits.shape
+    parts = []
+    for sl in _chunks(n, vocab, chunk_elements):
+        lp, lq = log_probs(base_logits[sl]), log_probs(comp_logits[sl])  # (c, V)
+        tgt = targets[sl]
+        part = bucket_divergences(lp, lq, reverse=reverse, jsd=jsd)
+        part.update(_token_terms(lq, lp.argmax(dim=-1), tgt, lp.gather(1, tgt[:, None]).squeeze(1)))
+        parts.append(part)
+    out = _cat(parts)
+    out["dp"] = out["p_comp_tok"] - out["p_base_tok"]
+    return out
+
+
+@dataclass
+class CacheRows:
+    """The baseline pass of n positions as kept in the cache (torch tensors, any device).
+
+    logp: (n, K) float32 top-K log-probs, descending; for a full cache (n, V), in token order.
+    ids: (n, K) int64 token ids of ``logp``; None for a full cache (ids = 0..V-1).
+    log_tail: (n,) float32 log of the probability outside the top K (-inf when nothing is left).
+    logp_target: (n,) float32 log-prob of the actual next token.
+    top1: (n,) int64 the baseline's argmax token.
+    """
+
+    logp: "torch.Tensor"
+    ids: "torch.Tensor | None"
+    log_tail: "torch.Tensor"
+    logp_target: "torch.Tensor"
+    top1: "torch.Tensor"
+
+    @property
+    def full(self) -> bool:
+        return self.ids is None
+
+
+def topk_cache(base_logits: "torch.Tensor", targets: "torch.Tensor", k: int | None, *,
+               chunk_elements: int = CHUNK_ELEMENTS) -> CacheRows:
+    """Compress a baseline pass to top-K log-probs + ids + log tail mass (k=None: keep all).
+
+    log_tail = logsumexp of the log-probs outside the top K, computed directly over the
+    complement (scatter -inf into the kept ids), so it is accurate even when the tail is ~1e-30.
+    """
+    import torch
+
+    n, vocab = base_logits.shape
+    full = k is None or k >= vocab
+    parts: list[dict[str, torch.Tensor]] = []
+    for sl in _chunks(n, vocab, chunk_elements):
+        lp = log_probs(base_logits[sl])  # (c, V)
+        tgt = targets[sl]
+        part = {"logp_target": lp.gather(1, tgt[:, None]).squeeze(1)}
+        if full:
+            part.update(logp=lp, top1=lp.argmax(dim=-1),
+                        log_tail=torch.full((lp.shape[0],), -math.inf, device=lp.device))
+        else:
+            top_logp, top_ids = torch.topk(lp, k, dim=-1, sorted=True)  # (c, K)
+            part.update(logp=top_logp, ids=top_ids, top1=top_ids[:, 0],
+                        log_tail=lp.scatter(1, top_ids, -math.inf).logsumexp(dim=-1))
+        parts.append(part)
+    out = _cat(parts)
+    return CacheRows(logp=out["logp"], ids=out.get("ids"), log_tail=out["log_tail"],
+                     logp_target=out["logp_target"], top1=out["top1"])
+
+
+def divergence_from_cache(rows: CacheRows, comp_logits: "torch.Tensor", targets: "torch.Tensor",
+                          *, reverse: bool = False, jsd: bool = False,
+                          chunk_elements: int = CHUNK_ELEMENTS) -> dict[str, "torch.Tensor"]:
+    """Per-position statistics of the compressed logits (n, V) against a cached baseline pass.
+
+    KL = sum_{top K} p (log p - log q) + p_tail (log p_tail - log q_tail), with
+    q_tail = the compressed mass outside the same K ids: a lower bound of the exact KL, equal to it
+    for a full cache (which takes exactly the `token_divergence` arithmetic). Same keys as
+    `token_divergence`.
+    """
+    import torch
+
+    n, vocab = comp_logits.shape
+    if rows.logp.shape[0] != n:
+        raise ValueError(f"cache has {rows.logp.shape[0]} positions but the logits have {n}")
+    if rows.full and rows.logp.shape[1] != vocab:
+        raise ValueError(f"cache vocabulary {rows.logp.shape[1]} != logits vocabulary {vocab}")
+    parts = []
+    for sl in _chunks(n, vocab, chunk_elements):
+        lq = log_probs(comp_logits[sl])  # (c, V)
+        if rows.ids is None:
+            lp_b, lq_b = rows.logp[sl].to(torch.float32), lq  # (c, V)
+        else:
+            ids = rows.ids[sl].to(torch.int64)  # (c, K)
+            log_q_tail = lq.scatter(1, ids, -math.inf).logsumexp(dim=-1)  # (c,)
+            lp_b = torch.cat([rows.logp[sl].to(torch.float32), rows.log_tail[sl, None]], dim=1)
+            lq_b = torch.cat([lq.gather(1, ids), log_q_tail[:, None]], dim=1)  # (c, K + 1)
+        part = bucket_divergences(lp_b, lq_b, reverse=reverse, jsd=jsd)
+        part.update(_token_terms(lq, rows.top1[sl], targets[sl], rows.logp_target[sl]))
+        parts.append(part)
+    out = _cat(parts)
+    out["dp"] = out["p_comp_tok"] - out["p_base_tok"]
+    return out
