@@ -147,6 +147,8 @@ def flip_counts(data: RunData, role: str):  # -> FlipCounts | None
         return None
     b = [correctness(data.single.get((q, t, "baseline"))) for q, t in keys]
     c = [correctness(data.single.get((q, t, role))) for q, t in keys]
+    if all(x is None for x in b) or all(x is None for x in c):
+        return None  # the judge gave no correctness verdicts (e.g. FastChat's single grading)
     return flips(b, c)
 
 

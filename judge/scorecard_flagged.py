@@ -22,6 +22,7 @@ from pathlib import Path
 from collections import Counter
 from typing import Any
 
+from judge.schemas import SingleJudgment
 from judge.scorecard_data import ItemKey, ItemTokens, RunData, correctness
 from judge.scorecard_schema import FlaggedItem, FlagReason, GameView, TokenSpan
 
@@ -55,6 +56,15 @@ def _reasons(data: RunData, key: ItemKey, role: str) -> tuple[list[FlagReason], 
     return reasons, severity, drop
 
 
+def _explanation(row: SingleJudgment | None) -> str | None:
+    """The judge's explanation; the raw text for imported FastChat rows; the error when failed."""
+    if row is None:
+        return None
+    if row.status != "ok":
+        return f"{row.status}: {row.error or row.judgment or 'no detail'}"
+    return row.verdict.explanation if row.verdict is not None else (row.judgment or None)
+
+
 def _turn_text(turns: list[str] | None, turn: int) -> str | None:
     return turns[turn - 1] if turns is not None and 0 < turn <= len(turns) else None
 
@@ -81,11 +91,12 @@ def _item(data: RunData, key: ItemKey, role: str, reasons: list[FlagReason], sev
         severity=severity, question=_turn_text(question.turns if question else None, t),
         baseline_answer=_turn_text(base_ans.turns if base_ans else None, t),
         compressed_answer=_turn_text(comp_ans.turns if comp_ans else None, t),
+        baseline_status=b.status if b is not None else None,
+        compressed_status=c.status if c is not None else None,
         baseline_score=float(b.score) if ok(b) else None,
         compressed_score=float(c.score) if ok(c) else None, grade_drop=drop,
         baseline_correct=correctness(b), compressed_correct=correctness(c),
-        baseline_explanation=b.verdict.explanation if ok(b) and b.verdict else None,
-        compressed_explanation=c.verdict.explanation if ok(c) and c.verdict else None,
+        baseline_explanation=_explanation(b), compressed_explanation=_explanation(c),
         baseline_issues=list(b.verdict.issues) if ok(b) and b.verdict else [],
         compressed_issues=list(c.verdict.issues) if ok(c) and c.verdict else [],
         pair_status=pair.status if pair is not None else None,

@@ -237,6 +237,8 @@ class FlaggedItem(Record):
     question: str | None = None
     baseline_answer: str | None = None
     compressed_answer: str | None = None
+    baseline_status: str | None = None  # the single judgment's status; None when never judged
+    compressed_status: str | None = None
     baseline_score: float | None = None
     compressed_score: float | None = None
     grade_drop: float | None = None

@@ -24,7 +24,7 @@ from judge.cli import main
 from judge.report import write_reports
 from judge.report.html import render_html
 from judge.report.markdown import fenced, render_markdown
-from judge.report.style import kl_hex, kl_level, visible_text
+from judge.report.style import grade_label, kl_hex, kl_level, visible_text
 from judge.report.terminal import print_review, print_scorecard
 from judge.scorecard import build_report
 from judge.scorecard_data import lookup_from_arrays
@@ -74,6 +74,13 @@ def test_kl_colour_scale() -> None:
     # log scale between 1e-3 and 3 nats: sqrt(3e-3) is half way
     assert kl_level(np.sqrt(1e-3 * 3.0)) == pytest.approx(0.5)
     assert kl_hex(3.0) == "#d73027"
+
+
+def test_grade_label() -> None:
+    assert grade_label(7.0, "ok", True) == "grade 7, correct"
+    assert grade_label(3.0, "ok", None) == "grade 3"
+    assert grade_label(None, "api_error", None) == "judgment failed (api_error)"
+    assert grade_label(None, None, None) == "not judged"
 
 
 # --------------------------------------------------------------------------- terminal

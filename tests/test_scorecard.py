@@ -297,6 +297,9 @@ def test_review_items_filters(run: Run) -> None:
     items = review_items(run, question="4")
     assert [(i.question_id, i.turn, i.reasons, i.rank) for i in items] == [("4", 1, [], 0), ("4", 2, [], 0)]
     assert items[0].pair_status == "invalid_output" and items[1].pair_status is None
+    assert (items[1].compressed_status, items[1].compressed_score) == ("api_error", None)
+    assert items[1].compressed_explanation == "api_error: boom"
+    assert items[1].baseline_explanation == "baseline 4/2: graded 8."
     assert [i.rank for i in review_items(run, limit=2)] == [1, 2]
 
 

@@ -15,7 +15,7 @@ from html import escape
 
 from judge.report import charts
 from judge.report.assets import CSS, JS, script_hash
-from judge.report.style import STATUS_COLOUR, fmt, fmt_ci, kl_hex, pct
+from judge.report.style import STATUS_COLOUR, fmt, fmt_ci, grade_label, kl_hex, pct
 from judge.scorecard_schema import FlaggedItem, Scorecard, Section
 
 MAX_FLAGGED = 300
@@ -105,7 +105,8 @@ def _tables(sec: Section, control: Section | None) -> str:
         if noise:
             row.append(fmt_ci(r.noise_delta, signed=True) if r.noise_delta else "n/a")
         rows.append(row)
-    out = ["<h3>Grades (1–10)</h3>", _table(header, rows)]
+    out = ["<h3>Grades (1–10)</h3>", _table(header, rows) if sec.grades[0].n
+           else "<p>No item was graded ok for both models.</p>"]
     if sec.head_to_head:
         h = sec.head_to_head
         out += ["<h3>Head-to-head</h3>", _table(
@@ -155,11 +156,9 @@ def _tokens(item: FlaggedItem) -> str:
     return "".join(parts)
 
 
-def _side(cls: str, title: str, score: float | None, correct: bool | None, answer_html: str,
-          explanation: str | None, issues: list[str]) -> str:
-    grade = "judgment failed" if score is None else f"grade {fmt(score, 0)}"
-    corr = "" if correct is None else (", correct" if correct else ", incorrect")
-    return (f'<div class="side {cls}"><h4>{e(title)} — {e(grade + corr)}</h4>'
+def _side(cls: str, title: str, grade: str, answer_html: str, explanation: str | None,
+          issues: list[str]) -> str:
+    return (f'<div class="side {cls}"><h4>{e(title)} — {e(grade)}</h4>'
             f'<div class="answer">{answer_html}</div>'
             f'<p class="issues">issues: {e(", ".join(issues) or "none")}</p>'
             f'<p class="expl">{e(explanation or "")}</p></div>')
@@ -193,9 +192,11 @@ def _flag(item: FlaggedItem) -> str:
             f"{item.turn} · {e(item.category)} · {e(item.role)} · severity {fmt(item.severity, 0)}"
             f"{e(kl)}</span></header>{question}"
             f'<div class="sides">'
-            + _side("base", "baseline", item.baseline_score, item.baseline_correct, _tokens(item),
-                    item.baseline_explanation, item.baseline_issues)
-            + _side("comp", item.role, item.compressed_score, item.compressed_correct,
+            + _side("base", "baseline",
+                    grade_label(item.baseline_score, item.baseline_status, item.baseline_correct),
+                    _tokens(item), item.baseline_explanation, item.baseline_issues)
+            + _side("comp", item.role,
+                    grade_label(item.compressed_score, item.compressed_status, item.compressed_correct),
                     e(item.compressed_answer or "(no answer)"), item.compressed_explanation,
                     item.compressed_issues)
             + f"</div>{legend}{pair}</article>")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import re
 
-from judge.report.style import fmt, fmt_ci, pct, visible_text
+from judge.report.style import fmt, fmt_ci, grade_label, pct, visible_text
 from judge.scorecard_schema import FlaggedItem, Scorecard, Section
 
 MAX_FLAGGED = 20
@@ -49,7 +49,7 @@ def _section(sec: Section, control: Section | None) -> list[str]:
         if noise:
             row.append(fmt_ci(r.noise_delta, signed=True) if r.noise_delta else "n/a")
         rows.append(row)
-    out += _table(header, rows)
+    out += _table(header, rows) if sec.grades[0].n else ["No item was graded ok for both models.", ""]
     h = sec.head_to_head
     if h is not None:
         out += ["### Head-to-head (swapped games)", ""]
@@ -87,8 +87,9 @@ def _section(sec: Section, control: Section | None) -> list[str]:
 def _flagged(item: FlaggedItem) -> list[str]:
     out = [f"### #{item.rank} question {cell(item.question_id)}, turn {item.turn} "
            f"({cell(item.category)}, {cell(item.role)})", "",
-           f"Reasons: {cell(', '.join(item.reasons))}; severity {fmt(item.severity, 0)}; grades "
-           f"{fmt(item.baseline_score, 0)} → {fmt(item.compressed_score, 0)}; pairwise "
+           f"Reasons: {cell(', '.join(item.reasons))}; severity {fmt(item.severity, 0)}; "
+           f"{grade_label(item.baseline_score, item.baseline_status, item.baseline_correct)} → "
+           f"{grade_label(item.compressed_score, item.compressed_status, item.compressed_correct)}; pairwise "
            f"{cell(item.pair_winner or 'n/a')}; KL mean {fmt(item.kl_mean, 4)}", ""]
     if item.question:
         out += ["Question:", "", fenced(item.question), ""]

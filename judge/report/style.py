@@ -66,6 +66,15 @@ def kl_hex(kl_nats: float) -> str | None:
     return None if rgb is None else "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
+def grade_label(score: float | None, status: str | None, correct: bool | None) -> str:
+    """``grade 7, correct`` / ``not judged`` / ``judgment failed (api_error)``."""
+    if status is None and score is None:
+        return "not judged"
+    if score is None:
+        return f"judgment failed ({status})"
+    return f"grade {fmt(score, 0)}" + ("" if correct is None else (", correct" if correct else ", incorrect"))
+
+
 def pct(x: float | None, digits: int = 1) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{100 * x:.{digits}f}%"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from judge.report.style import STATUS_COLOUR, fmt, fmt_ci, kl_rgb, pct, visible_text
+from judge.report.style import STATUS_COLOUR, fmt, fmt_ci, grade_label, kl_rgb, pct, visible_text
 from judge.scorecard_schema import FlaggedItem, Scorecard, Section
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def _section(sec: Section, control: Section | None) -> list["RenderableType"]:
         if noise:
             cells.append(_t(fmt_ci(row.noise_delta, signed=True) if row.noise_delta else "n/a"))
         grades.add_row(*cells)
-    out.append(grades)
+    out.append(grades if sec.grades[0].n else _t("Grades: no item was graded ok for both models"))
     h = sec.head_to_head
     if h is not None:
         line = (f"Head-to-head (n={h.n}): {h.compressed_wins} W / {h.ties} T / {h.baseline_wins} L; "
@@ -158,13 +158,10 @@ def coloured_answer(item: FlaggedItem) -> "Text":
     return text
 
 
-def _side(score: float | None, correct: bool | None, issues: list[str], explanation: str | None,
-          answer: "Text") -> "object":
+def _side(grade: str, issues: list[str], explanation: str | None, answer: "Text") -> "object":
     from rich.console import Group
 
-    grade = "failed/none" if score is None else fmt(score, 0)
-    corr = "" if correct is None else ("  correct" if correct else "  incorrect")
-    return Group(answer, _t(""), _t(f"grade {grade}{corr}", "bold"),
+    return Group(answer, _t(""), _t(grade, "bold"),
                  _t(f"issues: {', '.join(issues) or 'none'}", "italic"),
                  _t(explanation or "", "dim"))
 
@@ -186,10 +183,11 @@ def review_renderables(item: FlaggedItem) -> list["RenderableType"]:
                      ratio=1)
     table.add_column(_t(item.role), ratio=1)
     table.add_row(
-        _side(item.baseline_score, item.baseline_correct, item.baseline_issues,
-              item.baseline_explanation, coloured_answer(item)),
-        _side(item.compressed_score, item.compressed_correct, item.compressed_issues,
-              item.compressed_explanation, _t(item.compressed_answer or "(no answer)")))
+        _side(grade_label(item.baseline_score, item.baseline_status, item.baseline_correct),
+              item.baseline_issues, item.baseline_explanation, coloured_answer(item)),
+        _side(grade_label(item.compressed_score, item.compressed_status, item.compressed_correct),
+              item.compressed_issues, item.compressed_explanation,
+              _t(item.compressed_answer or "(no answer)")))
     out.append(table)
     if item.pair_status not in (None, "ok"):
         out.append(_t(f"Pairwise: judgment failed ({item.pair_status})", "bold"))
