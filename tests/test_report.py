@@ -245,3 +245,18 @@ def test_report_without_divergence_or_pairwise(tmp_path: Path) -> None:
     page = render_html(card, flagged)
     assert page.count('<svg class="chart"') == 1
     render_markdown(card, flagged)
+
+
+def test_low_kl_tokens_are_merged_in_html() -> None:
+    from judge.report.html import _tokens
+    from judge.scorecard_schema import FlaggedItem, TokenSpan
+
+    spans = [TokenSpan(text="a", kl=1e-5), TokenSpan(text="<b", kl=1e-4), TokenSpan(text="c", kl=0.5),
+             TokenSpan(text="d", kl=1e-5, top1=False), TokenSpan(text="e", kl=0.0)]
+    item = FlaggedItem(rank=1, role="compressed", question_id="1", turn=1, category="x",
+                       reasons=["grade_drop"], severity=2.0, tokens=spans)
+    assert _tokens(item) == (
+        '<span class="tok" title="KL &lt; 0.001 nats">a&lt;b</span>'
+        f'<span class="tok" style="background:{kl_hex(0.5)}" title="KL 0.5000 nats">c</span>'
+        '<span class="tok miss" title="KL 0.0000 nats, top-1 differs">d</span>'
+        '<span class="tok" title="KL &lt; 0.001 nats">e</span>')

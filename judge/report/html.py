@@ -15,10 +15,10 @@ from html import escape
 
 from judge.report import charts
 from judge.report.assets import CSS, JS, script_hash
-from judge.report.style import STATUS_COLOUR, fmt, fmt_ci, grade_label, kl_hex, pct
+from judge.report.style import KL_LOW_NATS, STATUS_COLOUR, fmt, fmt_ci, grade_label, kl_hex, pct
 from judge.scorecard_schema import FlaggedItem, Scorecard, Section
 
-MAX_FLAGGED = 300
+MAX_FLAGGED = 200  # the page stays light on a phone; flagged.jsonl has them all
 
 
 def e(text: object) -> str:
@@ -145,14 +145,26 @@ def _section(sec: Section, control: Section | None) -> str:
 def _tokens(item: FlaggedItem) -> str:
     if not item.tokens:
         return e(item.baseline_answer or "(no answer)")
-    parts = []
+    parts: list[str] = []
+    quiet: list[str] = []  # a run of uncoloured tokens (KL below KL_LOW_NATS, same top-1): one span
+
+    def flush() -> None:
+        if quiet:
+            parts.append(f'<span class="tok" title="KL &lt; {KL_LOW_NATS:g} nats">{"".join(quiet)}</span>')
+            quiet.clear()
+
     for span in item.tokens:
         colour = kl_hex(span.kl)
+        if colour is None and span.top1 and not math.isnan(span.kl):
+            quiet.append(e(span.text))
+            continue
+        flush()
         style = f' style="background:{colour}"' if colour else ""
         cls = "tok" if span.top1 else "tok miss"
         kl = "n/a" if math.isnan(span.kl) else f"{span.kl:.4f}"
         top = "" if span.top1 else ", top-1 differs"
         parts.append(f'<span class="{cls}"{style} title="KL {kl} nats{top}">{e(span.text)}</span>')
+    flush()
     return "".join(parts)
 
 
