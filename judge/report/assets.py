@@ -29,7 +29,7 @@ h3 { font-size:1rem; margin:1.2rem 0 .4rem; }
 .card { border:1px solid var(--line); border-radius:6px; padding:.5rem .7rem; background:#fff; }
 .card .k { color:var(--muted); font-size:.8rem; } .card .v { font-size:1.25rem; font-weight:600; }
 .card .s { color:var(--muted); font-size:.78rem; }
-.charts { display:grid; grid-template-columns:repeat(auto-fit,minmax(440px,1fr)); gap:14px; margin-top:.6rem; }
+.charts { display:grid; grid-template-columns:repeat(auto-fill,minmax(440px,1fr)); gap:14px; margin-top:.6rem; }
 figure { margin:0; border:1px solid var(--line); border-radius:6px; padding:.5rem; background:#fff; }
 figcaption { font-weight:600; font-size:.9rem; margin-bottom:.3rem; }
 svg.chart { width:100%; height:auto; display:block; }

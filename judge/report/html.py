@@ -260,7 +260,8 @@ def _failures_and_provenance(card: Scorecard) -> str:
 
 def render_html(card: Scorecard, flagged: list[FlaggedItem]) -> str:
     p = card.provenance
-    first = card.sections[0].verdict.status if card.sections else "insufficient data"
+    order = ["worse", "mixed", "better", "indistinguishable", "insufficient data"]
+    first = min((s.verdict.status for s in card.sections), key=order.index, default="insufficient data")
     csp = (f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
            f"script-src {script_hash(JS)}; base-uri 'none'; form-action 'none'")
     headline = "".join(f"<h3>{e(s.role)} <span class=\"note\">({e(s.model or '?')})</span> "
