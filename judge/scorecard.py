@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from judge.schemas import ISSUE_KINDS, MT_BENCH_CATEGORIES
 from judge.scorecard_data import ItemKey, RunData, correctness, item_sort, load_run, provenance
 from judge.scorecard_schema import (
     FailureCount,
+    FlaggedItem,
     GradeRow,
     HeadToHead,
     ItemPoint,
@@ -34,18 +36,20 @@ from judge.scorecard_schema import (
 from judge.scorecard_divergence import divergence_rows, kl_histogram
 from judge.scorecard_flagged import build_flagged, flagged_counts
 from judge.scorecard_verdict import overall_verdict, section_verdict
-from judge.stats import CI, flips, paired_bootstrap_mean_delta, spearman_ci, win_rate_ci
+from judge.stats import CI, FlipCounts, flips, paired_bootstrap_mean_delta, spearman_ci, win_rate_ci
 from judge.store import Run
 
 _NAN = float("nan")
 _PAIR_SCORE = {"compressed": 1.0, "tie": 0.5, "baseline": 0.0}
 
 
+@dataclass(frozen=True)
 class Settings:
     """Bootstrap settings shared by every interval of one scorecard."""
 
-    def __init__(self, seed: int = 0, n_resamples: int = 2000, alpha: float = 0.05):
-        self.seed, self.n_resamples, self.alpha = seed, n_resamples, alpha
+    seed: int = 0
+    n_resamples: int = 2000
+    alpha: float = 0.05
 
     def kw(self) -> dict[str, float | int]:
         return {"seed": self.seed, "n_resamples": self.n_resamples, "alpha": self.alpha}
@@ -140,7 +144,7 @@ def head_to_head(data: RunData, role: str, s: Settings) -> HeadToHead | None:
     )
 
 
-def flip_counts(data: RunData, role: str):  # -> FlipCounts | None
+def flip_counts(data: RunData, role: str) -> FlipCounts | None:
     keys = sorted({(q, t) for q, t, r in data.single if r in ("baseline", role)}, key=item_sort)
     keys = [k for k in keys if is_reference_graded(data, k, ("baseline", role))]
     if not keys or not any(r == role for _, _, r in data.single):
@@ -280,7 +284,7 @@ def failure_counts(data: RunData) -> list[FailureCount]:
 
 
 def build_report(run: Run, *, seed: int = 0, n_resamples: int = 2000, alpha: float = 0.05,
-                 tokens: bool = True):  # -> tuple[Scorecard, list[FlaggedItem]]
+                 tokens: bool = True) -> tuple[Scorecard, list[FlaggedItem]]:
     """Load a run once and build its scorecard and flagged list (token KL decoded when asked)."""
     data = load_run(run)
     s = Settings(seed, n_resamples, alpha)
@@ -308,14 +312,13 @@ def build_scorecard(run: Run, *, seed: int = 0, n_resamples: int = 2000,
 
 
 def review_items(run: Run, *, question: str | None = None, role: str | None = None,
-                 limit: int | None = 10):  # -> list[FlaggedItem]
+                 limit: int | None = 10) -> list[FlaggedItem]:
     """What `judge review` shows: the flagged list (from ``flagged.jsonl`` when it is newer than
     the judgments and divergence files, else rebuilt), filtered by role and question.
 
     With ``question``, every turn of that question is shown, flagged or not.
     """
     from judge.scorecard_flagged import question_views
-    from judge.scorecard_schema import FlaggedItem
     from judge.store import read_jsonl
 
     path = run.root / "flagged.jsonl"

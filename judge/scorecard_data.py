@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,9 @@ from judge.schemas import (
     TurnDivergence,
 )
 from judge.store import Run, read_jsonl
+
+if TYPE_CHECKING:
+    from judge.scorecard_schema import Provenance
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +230,7 @@ def lookup_from_arrays(arrays: object) -> TokenLookup:
 # --------------------------------------------------------------------------- provenance
 
 
-def provenance(data: RunData, seed: int, n_resamples: int, confidence: float):  # -> Provenance
+def provenance(data: RunData, seed: int, n_resamples: int, confidence: float) -> "Provenance":
     """Models and fingerprints, judge models and prompt hashes, question set, seeds, versions."""
     from judge import __version__
     from judge.scorecard_schema import ModelProvenance, Provenance
