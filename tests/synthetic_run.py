@@ -102,7 +102,9 @@ def _single(role: str, q: str, turn: int, score: int | None, status: str = "ok")
 
 def _game(a_role: str, b_role: str, label: str, q: str, turn: int) -> PairGame:
     strength = {"A>>B": 2, "A>B": 1, "A=B": 0, "B>A": 1, "B>>A": 2}[label]
-    winner = a_role if label.startswith("A>") else b_role if label.startswith("B>") else "tie"
+    side = a_role if label.startswith("A>") else b_role if label.startswith("B>") else "tie"
+    # as judge.grading writes it: "compressed" stands for whichever non-baseline role won
+    winner = side if side in ("baseline", "tie") else "compressed"
     comp_issues = ["incomplete_or_truncated"] if (q, turn) == ("1", 1) else []
     issues_a = comp_issues if a_role != "baseline" else []
     issues_b = comp_issues if b_role != "baseline" else []
@@ -116,15 +118,13 @@ def _pair(role: str, q: str, turn: int, labels: tuple[str, str] | None,
           status: str = "ok") -> PairJudgment:
     games = None
     winner = consistent = None
-    fc = {"baseline": "model_1", role: "model_2", "tie": "tie"}
+    fc = {"baseline": "model_1", "compressed": "model_2", "tie": "tie"}
     g1w = g2w = "error"
     if status == "ok":
         assert labels is not None
         games = [_game("baseline", role, labels[0], q, turn), _game(role, "baseline", labels[1], q, turn)]
         consistent = games[0].winner == games[1].winner
         winner = games[0].winner if consistent else "tie"
-        if winner == role:
-            winner = "compressed"
         g1w, g2w = fc[games[0].winner], fc[games[1].winner]
     return PairJudgment(
         question_id=int(q), model_1="baseline-model", model_2=f"{role}-model", g1_winner=g1w,
