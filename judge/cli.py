@@ -153,6 +153,50 @@ def generate(
 # ----------------------------------------------------------------------------- diverge
 
 
+@app.command()
+def diverge(
+    run: Annotated[str, typer.Argument(help="Run folder (a name under outputs/ or a path) with baseline answers.")],
+    role: Annotated[Optional[list[str]], typer.Option("--role", help="Compressed role(s) to score (default: every compressed role of the run).")] = None,
+    top_k: Annotated[str, typer.Option("--top-k", help="Baseline cache: top-K log-probs per token, or 'full' for exact KL.")] = "64",
+    reverse: Annotated[bool, typer.Option("--reverse", help="Also reverse KL(compressed ‖ baseline).")] = False,
+    jsd: Annotated[bool, typer.Option("--jsd", help="Also the Jensen-Shannon divergence.")] = False,
+    dtype: Annotated[str, typer.Option(help="auto (the checkpoint's), bfloat16, float16 or float32.")] = "auto",
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 (default: cuda when available).")] = None,
+    device_map: Annotated[Optional[str], typer.Option(help="'auto' to spread a large model over GPUs.")] = None,
+    batch_tokens: Annotated[int, typer.Option(help="Padded tokens per forward pass.")] = 4096,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Teacher-force the baseline's conversations through both models: per-token KL, top-1, Δp."""
+    from pydantic import ValidationError
+
+    from judge.divergence import DivergeOptions
+    from judge.divergence import diverge as run_diverge
+    from judge.divergence_summary import summary_table
+    from judge.errors import ConfigError, RunFolderError
+    from judge.store import Run, describe_validation_error, resolve_run_dir
+
+    if top_k != "full" and not top_k.isdigit():
+        raise ConfigError(f"--top-k {top_k!r}: give a positive integer or 'full'")
+    try:
+        opts = DivergeOptions(top_k=None if top_k == "full" else int(top_k), reverse=reverse,
+                              jsd=jsd, dtype=dtype, device=device, device_map=device_map,
+                              batch_tokens=batch_tokens)
+    except ValidationError as err:
+        raise ConfigError(f"invalid divergence option: {describe_validation_error(err)}") from None
+    target = Run(resolve_run_dir(run))
+    if not target.root.is_dir():
+        raise RunFolderError("run folder not found; give a name under outputs/ or a path",
+                             path=target.root)
+    from rich.console import Console
+
+    console = Console()
+    for res in run_diverge(target, role or None, opts, progress=progress):
+        console.print(summary_table(res.summary))
+        console.print(f"{res.jsonl_path}, {res.tokens_path.name}, {res.summary_path.name}: "
+                      f"{res.cached_now} sequences cached, {res.scored_now} scored "
+                      f"in {res.seconds:.1f} s\n")
+
+
 # ----------------------------------------------------------------------------- grade
 
 
