@@ -1,0 +1,100 @@
+"""The judge response cache: one SQLite row per request hash, so a rerun makes no repeated calls.
+
+The key is the sha256 of the canonical JSON of (judge model, messages, sampling parameters, verdict
+JSON schema). The endpoint URL is not part of it (a local judge gets a new port every time) and
+neither is the output mode (json_schema / json_object / text): they change how a verdict is asked
+for, not what is asked. Only a complete response whose verdict validated is stored, in one
+transaction, so the cache never holds a failure or a half-written entry. WAL mode lets a reader
+(``judge review``) look while grading writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    schema_name TEXT NOT NULL,
+    raw TEXT NOT NULL,
+    verdict_json TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    output_mode TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+def request_key(model: str, messages: list[dict[str, str]], params: dict[str, object],
+                schema: dict[str, object]) -> str:
+    """sha256 of the canonical JSON of everything that determines the judge's answer."""
+    payload = {"model": model, "messages": messages, "params": params, "schema": schema}
+    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    model: str
+    schema_name: str
+    raw: str  # the judge's text
+    verdict_json: str  # the validated verdict
+    prompt_tokens: int
+    completion_tokens: int
+    output_mode: str
+
+
+class JudgeCache:
+    """A small key -> response store; safe to call from one event loop (or several threads)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0,
+                                   isolation_level=None)  # autocommit; explicit transactions below
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(_SCHEMA)
+
+    def get(self, key: str) -> CachedResponse | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT model, schema_name, raw, verdict_json, prompt_tokens, completion_tokens, "
+                "output_mode FROM responses WHERE key = ?", (key,)).fetchone()
+        return CachedResponse(*row) if row else None
+
+    def put(self, key: str, entry: CachedResponse) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key, entry.model, entry.schema_name, entry.raw, entry.verdict_json,
+                     entry.prompt_tokens, entry.completion_tokens, entry.output_mode, time.time()))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> "JudgeCache":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
