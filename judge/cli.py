@@ -200,6 +200,52 @@ def diverge(
 # ----------------------------------------------------------------------------- grade
 
 
+@app.command()
+def grade(
+    run: Annotated[str, typer.Argument(help="Run folder (a name under outputs/ or a path) with answers.")],
+    judge: Annotated[str, typer.Option("--judge", help="local:MODEL (starts vLLM on 127.0.0.1), a model "
+                     "name at --judge-base-url, or an OpenAI model name (needs OPENAI_API_KEY).")] = "local:smollm2-135m",
+    judge_base_url: Annotated[Optional[str], typer.Option("--judge-base-url", help="Any OpenAI-compatible "
+                              "server, e.g. http://127.0.0.1:8000/v1 (key: JUDGE_API_KEY or OPENAI_API_KEY).")] = None,
+    mode: Annotated[str, typer.Option(help="single, pairwise or both.")] = "both",
+    role: Annotated[Optional[list[str]], typer.Option("--role", help="Role(s) to grade against the baseline (default: every other role of the run).")] = None,
+    questions: Annotated[Optional[str], typer.Option("--questions", "-q", help="Question set (default: the one in the run's manifest).")] = None,
+    references: ReferencesOpt = None,
+    concurrency: Annotated[int, typer.Option(help="Judge requests in flight at once.")] = 8,
+    max_retries: Annotated[int, typer.Option(help="Retries per judgment (429/5xx/timeouts/invalid output).")] = 4,
+    timeout_s: Annotated[Optional[float], typer.Option("--timeout-s", help="Seconds per judge request (default: 300; 1800 for a local: judge, whose queue is ours).")] = None,
+    max_tokens: Annotated[int, typer.Option(help="Token limit of each judge reply.")] = 1024,
+    output_mode: Annotated[str, typer.Option(help="auto (json_schema, stepping down when refused), json_schema, json_object or text.")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Judge the answers: RUN/judgments/single.jsonl (1-10 per answer and turn) and pairwise.jsonl
+    (baseline vs each other role, every game played twice with positions swapped)."""
+    from judge.errors import ConfigError, RunFolderError
+    from judge.grading import grade_run, run_questions
+    from judge.store import Run, resolve_run_dir
+
+    if mode not in ("single", "pairwise", "both"):
+        raise ConfigError(f"--mode {mode!r}: use single, pairwise or both")
+    if output_mode not in ("auto", "json_schema", "json_object", "text"):
+        raise ConfigError(f"--output-mode {output_mode!r}: use auto, json_schema, json_object or text")
+    if concurrency < 1 or max_retries < 0 or (timeout_s is not None and timeout_s <= 0) or max_tokens < 1:
+        raise ConfigError("--concurrency and --max-tokens must be at least 1, --max-retries at least 0, "
+                          "--timeout-s above 0")
+    target = Run(resolve_run_dir(run))
+    if not target.root.is_dir():
+        raise RunFolderError("run folder not found; give a name under outputs/ or a path", path=target.root)
+    qs = run_questions(target, questions, str(references) if references else None)
+    summary = grade_run(target, judge, base_url=judge_base_url, mode=mode, roles=role or None,  # type: ignore[arg-type]
+                        questions=qs, concurrency=concurrency, max_retries=max_retries,
+                        timeout_s=timeout_s, max_tokens=max_tokens, output_mode=output_mode,
+                        progress=progress)
+    print(summary)
+    failed = sum(n for s, n in (summary.final_single + summary.final_pairwise).items() if s != "ok")
+    if failed:
+        print(f"{failed} judgments failed (kept with their raw text in {target.judgments_dir}); "
+              "rerun the same command to retry them")
+
+
 # ----------------------------------------------------------------------------- report / review
 
 

@@ -319,6 +319,8 @@ def check_endpoint_worked(summary: GradeSummary, where: str) -> None:
 # --------------------------------------------------------------------------- the stage
 
 LOCAL_MAX_TEXT_CHARS = 1000  # caps a local judge's explanation under constrained decoding
+LOCAL_TIMEOUT_S = 1800.0
+REMOTE_TIMEOUT_S = 300.0
 
 
 def final_counts(run: Run, judge_model: str) -> tuple[Counter[str], Counter[str]]:
@@ -357,7 +359,7 @@ def _all_cached(plan: Plan, prompts: PromptSet, cache: Any, model: str, *, max_t
 def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None,
               mode: GradeMode = "both", roles: list[str] | None = None,
               questions: list[Question] | None = None, concurrency: int = 8, max_retries: int = 4,
-              timeout_s: float = 120.0, max_tokens: int = 1024, output_mode: str = "auto",
+              timeout_s: float | None = None, max_tokens: int = 1024, output_mode: str = "auto",
               progress: bool = True, http_client: Any = None) -> GradeSummary:
     """Grade a run folder with the judge ``judge`` (default ``local:smollm2-135m``).
 
@@ -382,6 +384,8 @@ def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None
     summary = GradeSummary(model_name, skipped_single=plan.skipped_single,
                            skipped_pairwise=plan.skipped_pairs)
     text_cap = LOCAL_MAX_TEXT_CHARS if spec.kind == "local" else None
+    if timeout_s is None:  # a local server's queue is ours: waiting in it is not a fault
+        timeout_s = LOCAL_TIMEOUT_S if spec.kind == "local" else REMOTE_TIMEOUT_S
     if plan.single or plan.pairs:
         run.update_manifest(config={"judge": {"spec": judge or DEFAULT_JUDGE, "model": model_name,
                                               "base_url": spec.base_url, "mode": mode,
