@@ -35,7 +35,8 @@ def _table(title: str, *columns: str) -> "object":
 
     table = Table(title=_t(title, "bold"), title_justify="left", show_edge=False, pad_edge=False)
     for i, col in enumerate(columns):
-        table.add_column(_t(col), justify="left" if i == 0 else "right", no_wrap=i > 0)
+        table.add_column(_t(col), justify="left" if i == 0 else "right", no_wrap=i > 0,
+                         min_width=10 if i == 0 else None)
     return table
 
 
@@ -77,11 +78,11 @@ def _section(sec: Section, control: Section | None) -> list["RenderableType"]:
                       f"p = {fmt(f.mcnemar_p, 3)}"))
     if sec.divergence:
         div = _table("Divergence KL(baseline‖compressed), nats", "scope", "items", "tokens", "mean",
-                     "median", "p99", "max", "same top-1", "RMS Δp")
+                     "median", "p99", "max", "same top-1")
         for d in sec.divergence:
             div.add_row(_t(d.label), _t(d.n_items), _t(d.n_tokens), _t(fmt(d.kl_mean, 4)),
                         _t(fmt(d.kl_median, 4)), _t(fmt(d.kl_p99, 3)), _t(fmt(d.kl_max, 3)),
-                        _t(pct(d.same_top1)), _t(fmt(d.dp_rms, 4)))
+                        _t(pct(d.same_top1)))
         out.append(div)
     if sec.kl_grade_spearman is not None:
         rho = sec.kl_grade_spearman
