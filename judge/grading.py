@@ -360,11 +360,13 @@ def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None
               mode: GradeMode = "both", roles: list[str] | None = None,
               questions: list[Question] | None = None, concurrency: int = 8, max_retries: int = 4,
               timeout_s: float | None = None, max_tokens: int = 1024, output_mode: str = "auto",
-              progress: bool = True, http_client: Any = None) -> GradeSummary:
+              progress: bool = True, http_client: Any = None,
+              max_text_chars: int | None = None) -> GradeSummary:
     """Grade a run folder with the judge ``judge`` (default ``local:smollm2-135m``).
 
     A ``local:`` judge's server is started only when some request is not already in the run's
-    judge cache, and stopped before this returns. Raises `JudgeEndpointError` when every request of
+    judge cache, and stopped before this returns. ``max_text_chars`` caps the verdict's free text
+    in the schema sent (default: `LOCAL_MAX_TEXT_CHARS` for a local judge, none otherwise). Raises `JudgeEndpointError` when every request of
     this call failed at the API (the failures are recorded first).
     """
     from judge.judge_cache import JudgeCache
@@ -383,7 +385,7 @@ def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None
     plan = plan_grading(run, qs, model_name, mode=mode, roles=roles, prompts=prompts)
     summary = GradeSummary(model_name, skipped_single=plan.skipped_single,
                            skipped_pairwise=plan.skipped_pairs)
-    text_cap = LOCAL_MAX_TEXT_CHARS if spec.kind == "local" else None
+    text_cap = max_text_chars or (LOCAL_MAX_TEXT_CHARS if spec.kind == "local" else None)
     if timeout_s is None:  # a local server's queue is ours: waiting in it is not a fault
         timeout_s = LOCAL_TIMEOUT_S if spec.kind == "local" else REMOTE_TIMEOUT_S
     if plan.single or plan.pairs:

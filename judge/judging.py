@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import email.utils
+import functools
 import json
 import random
 import time
@@ -79,8 +80,14 @@ def strict_json_schema(schema: type[BaseModel], *, max_text_chars: int | None = 
 
     ``max_text_chars`` caps free-text fields (and issue lists at the vocabulary's size) so that a
     small local judge under constrained decoding cannot ramble until it hits the token limit; it is
-    off for hosted endpoints, which may not accept ``maxLength``.
+    off for hosted endpoints, which may not accept ``maxLength``. Returns a fresh copy.
     """
+    return copy.deepcopy(_strict_json_schema(schema, max_text_chars))
+
+
+@functools.lru_cache(maxsize=64)
+def _strict_json_schema(schema: type[BaseModel], max_text_chars: int | None) -> dict[str, Any]:
+    """Built once per (schema, cap): pydantic's schema generation costs milliseconds. Do not mutate."""
     out = copy.deepcopy(schema.model_json_schema())
 
     def walk(node: dict[str, Any]) -> None:
@@ -104,6 +111,21 @@ def strict_json_schema(schema: type[BaseModel], *, max_text_chars: int | None = 
     return out
 
 
+def default_http_client() -> Any:
+    """The SDK's aiohttp-backed client when aiohttp is installed (half the CPU per request of the
+    default httpx transport, which matters at high concurrency), else None: the SDK's default."""
+    import importlib.util
+
+    import openai
+
+    if importlib.util.find_spec("aiohttp") is None or not hasattr(openai, "DefaultAioHttpClient"):
+        return None
+    try:
+        return openai.DefaultAioHttpClient()
+    except RuntimeError:  # the SDK build lacks its aiohttp bridge
+        return None
+
+
 def sampling_params(max_tokens: int) -> dict[str, object]:
     return {"temperature": 0.0, "max_completion_tokens": max_tokens}
 
@@ -112,7 +134,7 @@ def judge_request_key(model: str, messages: list[dict[str, str]], schema: type[B
                       max_tokens: int, max_text_chars: int | None) -> str:
     """The cache key of one judge request (what `OpenAIJudgeClient` would send)."""
     return request_key(model, messages, sampling_params(max_tokens),
-                       strict_json_schema(schema, max_text_chars=max_text_chars))
+                       _strict_json_schema(schema, max_text_chars))
 
 
 def _retry_after_s(headers: Any) -> float | None:
@@ -181,7 +203,8 @@ class OpenAIJudgeClient:
         self._sleep = sleep
         self._sem = asyncio.Semaphore(concurrency)
         self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0,
-                                          timeout=timeout_s, http_client=http_client)
+                                          timeout=timeout_s,
+                                          http_client=http_client or default_http_client())
 
     # ------------------------------------------------------------------ public
     def params(self) -> dict[str, object]:
@@ -193,8 +216,8 @@ class OpenAIJudgeClient:
                                  max_text_chars=self.max_text_chars)
 
     async def judge(self, messages: list[dict[str, str]], schema: type[BaseModel]) -> JudgeResult:
-        json_schema = strict_json_schema(schema, max_text_chars=self.max_text_chars)
-        key = self.cache_key(messages, schema)
+        json_schema = _strict_json_schema(schema, self.max_text_chars)
+        key = request_key(self.model, messages, self.params(), json_schema)
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
@@ -280,6 +303,7 @@ class OpenAIJudgeClient:
     async def _request(self, messages: list[dict[str, str]], schema: type[BaseModel],
                        json_schema: dict[str, Any], mode: str) -> _Outcome:
         import openai
+        from openai.types.chat import ChatCompletion
 
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages, **self.params()}
         fmt = self._response_format(mode, schema, json_schema)
@@ -288,7 +312,9 @@ class OpenAIJudgeClient:
         try:
             async with self._sem:
                 self.stats.calls += 1
-                resp = await self._client.chat.completions.create(**kwargs)
+                # the SDK's documented raw POST: same errors and response model as
+                # chat.completions.create, without its per-call re-typing of our already-plain body
+                resp = await self._client.post("/chat/completions", body=kwargs, cast_to=ChatCompletion)
         except openai.APIConnectionError as err:  # includes APITimeoutError
             kind = "timeout" if isinstance(err, openai.APITimeoutError) else "connection error"
             return _Outcome("transient", error=f"{kind}: {_one_line(err)}")
