@@ -472,11 +472,16 @@ def main(argv: list[str] | None = None) -> None:
         raise
     except Exception as err:  # noqa: BLE001 - the one place a crash is turned into a line
         import click
+        from typer.exceptions import Abort as TyperAbort
+        from typer.exceptions import TyperException  # typer >= 0.20 vendors click: its errors
 
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
+        if isinstance(err, (click.exceptions.ClickException, TyperException)):
+            # a usage error (unknown flag, bad value): one line like every other error, exit 2
+            ctx = getattr(err, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            print(f"judge: error: {' '.join(err.format_message().split())}{hint}", file=sys.stderr)
             sys.exit(2)
-        if isinstance(err, click.exceptions.Abort):
+        if isinstance(err, (click.exceptions.Abort, TyperAbort)):
             sys.exit(130)
         if _state["debug"]:
             raise

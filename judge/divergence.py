@@ -36,7 +36,7 @@ from judge.divergence_cache import (LLAMA_CPP_BYTES_PER_VOCAB, BaselineCache, Se
                                     payload_bytes_per_token, sequences_sha256)
 from judge.divergence_summary import (CacheInfo, DivergenceSummary, KLKind, grouped_summaries,
                                       summarize, turn_rows)
-from judge.errors import RunFolderError, TokenizerMismatchError
+from judge.errors import ModelSpecError, RunFolderError, TokenizerMismatchError
 from judge.schemas import Answer, ModelInfo, Question, Record, TurnDivergence
 from judge.store import Run, read_jsonl, write_atomic
 
@@ -126,7 +126,11 @@ def tokenizer_identity(model_path: str) -> tuple[str, str, Any]:
 
     from judge.models import tokenizer_sha256
 
-    tok = AutoTokenizer.from_pretrained(model_path)
+    try:
+        tok = AutoTokenizer.from_pretrained(model_path)
+    except (OSError, ValueError) as err:  # no tokenizer files, or files transformers cannot read
+        raise ModelSpecError(f"cannot load a tokenizer from {model_path}: "
+                             f"{' '.join(str(err).split())[:300]}") from None
     vocab = json.dumps(sorted(tok.get_vocab().items()), ensure_ascii=False)
     vocab_sha = hashlib.sha256(vocab.encode("utf-8")).hexdigest()
     return tokenizer_sha256(Path(model_path)) or vocab_sha, vocab_sha, tok

@@ -17,7 +17,7 @@ from typing import Any
 from judge.chat import conversation, decode, prompt_ids
 from judge.config import EngineOptions, GenerationConfig
 from judge.engines import Engine
-from judge.errors import RunFolderError
+from judge.errors import ModelSpecError, RunFolderError
 from judge.schemas import ROLE_RE, Answer, AnswerChoice, ModelInfo, Question, QuestionSetInfo
 from judge.store import Run, append_jsonl, package_versions, read_jsonl
 
@@ -89,7 +89,11 @@ def generate(
 
     from judge.engines import make_engine
 
-    tokenizer = AutoTokenizer.from_pretrained(model.path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model.path)
+    except (OSError, ValueError) as err:  # no tokenizer files, or files transformers cannot read
+        raise ModelSpecError(f"cannot load a tokenizer from {model.path}: "
+                             f"{' '.join(str(err).split())[:300]}") from None
     engine = make_engine(model.path, engine_options, seed=gen.seed)
     try:
         return generate_with(engine, tokenizer, run, model, todo, role=role, gen=gen,

@@ -370,10 +370,13 @@ def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None
     this call failed at the API (the failures are recorded first).
     """
     from judge.judge_cache import JudgeCache
-    from judge.judge_server import DEFAULT_JUDGE, JudgeEndpoint, open_judge, parse_judge_spec
+    from judge.judge_server import (DEFAULT_JUDGE, JudgeEndpoint, endpoint_for, open_judge,
+                                    parse_judge_spec)
     from judge.judging import OpenAIJudgeClient
 
     spec = parse_judge_spec(judge or DEFAULT_JUDGE, base_url)
+    if spec.kind != "local":
+        endpoint_for(spec)  # a missing API key fails here, before the run folder is touched
     if spec.kind == "local":
         from judge.models import resolve_model
 
@@ -389,10 +392,14 @@ def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None
     if timeout_s is None:  # a local server's queue is ours: waiting in it is not a fault
         timeout_s = LOCAL_TIMEOUT_S if spec.kind == "local" else REMOTE_TIMEOUT_S
     if plan.single or plan.pairs:
-        run.update_manifest(config={"judge": {"spec": judge or DEFAULT_JUDGE, "model": model_name,
-                                              "base_url": spec.base_url, "mode": mode,
-                                              "max_tokens": max_tokens, "output_mode": output_mode}})
-        run.mark_stage("grade", started=True)
+
+        def record_start() -> None:  # only once the endpoint answered: a failed start changes nothing
+            run.update_manifest(config={"judge": {"spec": judge or DEFAULT_JUDGE, "model": model_name,
+                                                  "base_url": spec.base_url, "mode": mode,
+                                                  "max_tokens": max_tokens,
+                                                  "output_mode": output_mode}})
+            run.mark_stage("grade", started=True)
+
         with JudgeCache(run.judge_cache_path) as cache:
 
             async def go(endpoint: JudgeEndpoint, preflight: bool) -> GradeSummary:
@@ -404,6 +411,7 @@ def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None
                 try:
                     if preflight:
                         await client.check()
+                    record_start()
                     return await grade_plan(run, client, plan, prompts, progress=progress)
                 finally:
                     await client.aclose()

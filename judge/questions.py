@@ -70,13 +70,13 @@ def _parse_questions(path: Path) -> list[Question]:
     except InputFileError as err:
         raise QuestionSetError(err.message, path=err.path, line=err.line) from None
     for lineno, obj in rows:
+        if isinstance(obj.get("question_id"), bool):  # pydantic would take true for 1
+            raise QuestionSetError("question_id must be an integer or a string", path=path, line=lineno)
         try:
             q = Question.model_validate(obj)
         except ValidationError as err:
             raise QuestionSetError(f"invalid question: {describe_validation_error(err)}",
                                    path=path, line=lineno) from None
-        if isinstance(q.question_id, bool):
-            raise QuestionSetError("question_id must be an integer or a string", path=path, line=lineno)
         if q.key in seen:
             raise QuestionSetError(f"duplicate question_id {q.key!r} (first on line {seen[q.key]})",
                                    path=path, line=lineno)

@@ -135,6 +135,8 @@ def iter_jsonl_raw(path: Path) -> Iterator[tuple[int, dict]]:
         except json.JSONDecodeError as err:
             raise InputFileError(f"not valid JSON: {err.msg} (column {err.colno})",
                                  path=path, line=lineno) from None
+        except RecursionError:
+            raise InputFileError("JSON nested too deeply to read", path=path, line=lineno) from None
         if not isinstance(obj, dict):
             raise InputFileError("each line must be a JSON object", path=path, line=lineno)
         yield lineno, obj
