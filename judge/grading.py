@@ -320,6 +320,7 @@ def check_endpoint_worked(summary: GradeSummary, where: str) -> None:
 
 LOCAL_MAX_TEXT_CHARS = 1000  # caps a local judge's explanation under constrained decoding
 LOCAL_TIMEOUT_S = 1800.0
+LOCAL_INVALID_RETRIES = 1  # a schema-enforced local judge at temperature 0 repeats an invalid reply
 REMOTE_TIMEOUT_S = 300.0
 
 
@@ -407,7 +408,8 @@ def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None
                     endpoint.model, base_url=endpoint.base_url, api_key=endpoint.api_key, cache=cache,
                     concurrency=concurrency, max_retries=max_retries, timeout_s=timeout_s,
                     max_tokens=max_tokens, output_mode=output_mode,  # type: ignore[arg-type]
-                    max_text_chars=text_cap, http_client=http_client)
+                    max_text_chars=text_cap, http_client=http_client,
+                    max_invalid_retries=LOCAL_INVALID_RETRIES if spec.kind == "local" else None)
                 try:
                     if preflight:
                         await client.check()

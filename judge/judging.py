@@ -10,8 +10,9 @@ a verdict. It works against any OpenAI-compatible base URL (OpenAI, vLLM, others
 * temperature 0; ``max_completion_tokens`` bounded.
 * retries in one place (`OpenAIJudgeClient.judge`): HTTP 408/409/429/5xx, timeouts and connection
   errors are retried with exponential backoff and full jitter, honouring ``Retry-After``; an
-  invalid output is retried at once. At most ``1 + max_retries`` requests per judgment (a step down
-  of the output mode is not counted). The SDK's own retries are off.
+  invalid output is retried at once, at most ``max_invalid_retries`` times (default: as many as
+  ``max_retries``; a local judge at temperature 0 mostly repeats itself, so it gets fewer). At most ``1 + max_retries`` requests per judgment (a step down of
+  the output mode is not counted). The SDK's own retries are off.
 * a concurrency limit (a semaphore held only while a request is in flight, not while backing off).
 * a disk cache (`judge.judge_cache`) consulted before any request; only valid verdicts are stored.
 * token usage per judgment and in total (`ClientStats`).
@@ -181,7 +182,8 @@ class OpenAIJudgeClient:
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str = "EMPTY",
                  cache: JudgeCache | None = None, concurrency: int = 8, max_retries: int = 4,
-                 timeout_s: float = 120.0, max_tokens: int = 1024, output_mode: OutputMode = "auto",
+                 max_invalid_retries: int | None = None, timeout_s: float = 120.0, max_tokens: int = 1024,
+                 output_mode: OutputMode = "auto",
                  max_text_chars: int | None = None, backoff_base_s: float = 1.0,
                  backoff_max_s: float = 60.0, http_client: Any = None,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep):
@@ -194,6 +196,7 @@ class OpenAIJudgeClient:
         self.stats = ClientStats()
         self.cache = cache
         self.max_retries = max_retries
+        self.max_invalid_retries = max_retries if max_invalid_retries is None else max_invalid_retries
         self.max_tokens = max_tokens
         self.max_text_chars = max_text_chars
         self.backoff_base_s = backoff_base_s
@@ -204,7 +207,8 @@ class OpenAIJudgeClient:
         self._sem = asyncio.Semaphore(concurrency)
         self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0,
                                           timeout=timeout_s,
-                                          http_client=http_client or default_http_client())
+                                          http_client=(http_client if http_client is not None
+                                                       else default_http_client()))
 
     # ------------------------------------------------------------------ public
     def params(self) -> dict[str, object]:
@@ -226,7 +230,7 @@ class OpenAIJudgeClient:
                                    Usage(prompt_tokens=hit.prompt_tokens,
                                          completion_tokens=hit.completion_tokens, calls=0),
                                    attempts=0, cached=True)
-        calls = attempts = prompt_tokens = completion_tokens = 0
+        calls = attempts = invalid = prompt_tokens = completion_tokens = 0
         status: ResultStatus = "api_error"
         raw, error = "", "no request made"
         while attempts <= self.max_retries:
@@ -249,7 +253,9 @@ class OpenAIJudgeClient:
                     await self._sleep(self._backoff_s(attempts, out.retry_after_s))
                 continue
             raw = out.text
-            verdict, problem = parse_verdict(raw, schema)
+            # the prompt: verdict-like text copied from it (an answer's fake "[[10]]") never counts
+            verdict, problem = parse_verdict(raw, schema,
+                                             prompt="\n".join(m["content"] for m in messages))
             if verdict is not None:
                 usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, calls=calls)
                 if self.cache is not None:
@@ -260,6 +266,9 @@ class OpenAIJudgeClient:
             if out.finish_reason == "length":
                 problem = f"{problem} (reply cut at {self.max_tokens} tokens)"
             status, error = "invalid_output", problem
+            invalid += 1
+            if invalid > self.max_invalid_retries:  # at temperature 0 a retry mostly repeats itself
+                break
         usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, calls=calls)
         return JudgeResult(status, None, raw, error, usage, attempts)
 

@@ -103,7 +103,7 @@ def e2e_run(root: Path) -> Run:
     from judge.questions import load_questions
 
     qfile = root / "q.jsonl"
-    root.mkdir(parents=True)
+    root.mkdir(parents=True, exist_ok=True)
     qfile.write_text("".join(q.model_dump_json() + "\n" for q in QUESTIONS))
     run = Run(root / "run")
     for role, by_q in ANSWERS.items():

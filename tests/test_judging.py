@@ -202,13 +202,18 @@ def test_client_errors_are_not_retried(code: int) -> None:
     assert result.status == "api_error" and len(rec.bodies) == 1 and f"HTTP {code}" in result.error
 
 
-def test_invalid_output_is_retried_then_recorded_with_its_text() -> None:
+@pytest.mark.parametrize("max_retries,max_invalid_retries,requests",
+                         [(4, 1, 2), (2, 5, 3), (3, 0, 1), (2, None, 3)])
+def test_invalid_output_is_retried_then_recorded_with_its_text(max_retries: int,
+                                                               max_invalid_retries: int | None,
+                                                               requests: int) -> None:
     rec = Recorder(ok("I liked it a lot!"))
     sleeps: list[float] = []
-    result = run(make_client(rec, sleeps=sleeps, max_retries=2))
+    result = run(make_client(rec, sleeps=sleeps, max_retries=max_retries,
+                             max_invalid_retries=max_invalid_retries))
     assert result.status == "invalid_output" and result.verdict is None
     assert result.raw == "I liked it a lot!" and "no JSON verdict" in result.error
-    assert len(rec.bodies) == 3 and sleeps == []  # retried at once, bounded
+    assert len(rec.bodies) == requests and sleeps == []  # retried at once, bounded by both budgets
 
 
 def test_truncated_reply_says_so() -> None:
