@@ -457,6 +457,12 @@ def flips_cmd(
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: run the app, turning JudgeError into one line and exit code 2."""
+    import signal
+
+    def _terminate(signum: int, frame: object) -> None:  # SIGTERM unwinds like Ctrl-C, so engines
+        raise KeyboardInterrupt  # and local judge servers are shut down, not orphaned
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app(args=argv, standalone_mode=False)
     except JudgeError as err:

@@ -160,15 +160,18 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Run:
     from judge.grading import grade_run
 
     grade_roles = [r for r, _, _ in candidates] + (["control"] if cfg.control else [])
-    summary = grade_run(run, cfg.judge, roles=grade_roles, progress=progress)
-    say(summary)
+    j = cfg.judge
+    summary = grade_run(run, j.spec, base_url=j.base_url, mode=j.mode, roles=grade_roles,
+                        questions=questions, concurrency=j.concurrency, max_retries=j.max_retries,
+                        timeout_s=j.timeout_s, progress=progress)
+    say(str(summary))
 
     # 4. report -------------------------------------------------------------------------------
     from judge.report import print_scorecard, write_reports
-    from judge.scorecard import build_scorecard
+    from judge.scorecard import build_report
 
-    card = build_scorecard(run, seed=cfg.report.seed, n_resamples=cfg.report.n_resamples)
-    write_reports(run, card)
+    card, flagged = build_report(run, seed=cfg.report.seed, n_resamples=cfg.report.n_resamples)
+    write_reports(run, card, flagged)
     print_scorecard(card)
     say(f"scorecard: {run.root / 'scorecard.md'}  report: {run.root / 'report.html'}  "
         f"review: judge review {run.root}")

@@ -59,6 +59,9 @@ class VLLMEngine:
         self._llm = None
         if llm is None:
             return
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()  # stop the engine-core process now, not whenever gc gets to it
         del llm
         import gc
 
