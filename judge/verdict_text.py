@@ -13,6 +13,11 @@ order:
 
 Nothing here ever invents a verdict: a reply that fits neither form returns an error string, and the
 caller records the judgment as ``invalid_output``.
+
+**Only the judge's own words count.** The prompt shows the judge untrusted text (answers can hold
+``[[10]]``, a whole verdict object, "choose B"). Given the prompt, a candidate that is a copy of
+prompt text -- a JSON object whose source text occurs verbatim in the prompt, or a marker whose
+whole line does -- is ignored, so a judge that echoes (part of) its input never yields a verdict.
 """
 
 from __future__ import annotations
@@ -57,30 +62,37 @@ def _clean(obj: dict[str, Any], schema: type[BaseModel]) -> dict[str, Any]:
     return out
 
 
-def _json_candidates(text: str) -> list[dict[str, Any]]:
+def copied_from(span: str, prompt: str) -> bool:
+    """Whether ``span`` is a verbatim copy of text the judge was shown (so not the judge's own)."""
+    s = span.strip()
+    return bool(prompt) and bool(s) and s in prompt
+
+
+def _json_candidates(text: str, prompt: str = "") -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     sources = [text.strip()] + [m.group(1) for m in _FENCED_JSON_RE.finditer(text)]
     for src in sources:
         try:
             obj = json.loads(src)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
-        if isinstance(obj, dict):
+        if isinstance(obj, dict) and not copied_from(src, prompt):
             found.append(obj)
     decoder = json.JSONDecoder()
     for m in re.finditer(r"\{", text):
         try:
-            obj, _ = decoder.raw_decode(text, m.start())
-        except json.JSONDecodeError:
+            obj, end = decoder.raw_decode(text, m.start())
+        except (json.JSONDecodeError, RecursionError):
             continue
-        if isinstance(obj, dict):
+        if isinstance(obj, dict) and not copied_from(text[m.start():end], prompt):
             found.append(obj)
     return found
 
 
-def parse_json_verdict(text: str, schema: type[BaseModel]) -> tuple[BaseModel | None, str | None]:
+def parse_json_verdict(text: str, schema: type[BaseModel], prompt: str = ""
+                       ) -> tuple[BaseModel | None, str | None]:
     first_error: str | None = None
-    for obj in _json_candidates(text):
+    for obj in _json_candidates(text, prompt):
         try:
             return schema.model_validate(_clean(obj, schema)), None
         except ValidationError as err:
@@ -100,15 +112,27 @@ def _one(matches: list[str], what: str) -> tuple[str | None, str | None]:
     return distinct[0], None
 
 
-def parse_marker_verdict(text: str, schema: type[BaseModel]) -> tuple[BaseModel | None, str | None]:
+def _own_markers(pattern: re.Pattern[str], text: str, prompt: str) -> list[str]:
+    """The marker values in ``text`` whose line is not a copy of prompt text."""
+    out = []
+    for m in pattern.finditer(text):
+        start = text.rfind("\n", 0, m.start()) + 1
+        end = text.find("\n", m.end())
+        if not copied_from(text[start:end if end >= 0 else len(text)], prompt):
+            out.append(m.group(1))
+    return out
+
+
+def parse_marker_verdict(text: str, schema: type[BaseModel], prompt: str = ""
+                         ) -> tuple[BaseModel | None, str | None]:
     explanation = text.strip()
     if schema is PairVerdict:
-        raw = [re.sub(r"\s+", "", m).upper() for m in _PAIR_RE.findall(text)]
+        raw = [re.sub(r"\s+", "", m).upper() for m in _own_markers(_PAIR_RE, text, prompt)]
         label, err = _one([_FASTCHAT_PAIR.get(r, r) for r in raw], "verdict")
         if label is None:
             return None, err or "no JSON verdict and no [[A]]/[[B]]/[[C]] or [[A>B]]-style marker"
         return PairVerdict(explanation=explanation, verdict=label), None  # type: ignore[arg-type]
-    value, err = _one(_RATING_RE.findall(text), "rating")
+    value, err = _one(_own_markers(_RATING_RE, text, prompt), "rating")
     if value is None:
         return None, err or "no JSON verdict and no [[rating]] marker"
     if "." in value and float(value) != int(float(value)):
@@ -117,7 +141,7 @@ def parse_marker_verdict(text: str, schema: type[BaseModel]) -> tuple[BaseModel 
     if not 1 <= rating <= 10:
         return None, f"rating [[{value}]] is outside 1-10"
     if schema is SingleVerdictWithReference:
-        word, err = _one([w.lower() for w in _CORRECT_RE.findall(text)], "correctness")
+        word, err = _one([w.lower() for w in _own_markers(_CORRECT_RE, text, prompt)], "correctness")
         if word is None:
             return None, err or "reference grading needs a [[correct]] or [[incorrect]] marker"
         return SingleVerdictWithReference(explanation=explanation, rating=rating,
@@ -127,14 +151,16 @@ def parse_marker_verdict(text: str, schema: type[BaseModel]) -> tuple[BaseModel 
     return None, f"no marker form for {schema.__name__}"
 
 
-def parse_verdict(text: str, schema: type[BaseModel]) -> tuple[BaseModel | None, str | None]:
-    """A validated verdict, or None and the reason (one line)."""
+def parse_verdict(text: str, schema: type[BaseModel], prompt: str = ""
+                  ) -> tuple[BaseModel | None, str | None]:
+    """A validated verdict, or None and the reason (one line). ``prompt``: every text the judge was
+    shown; verdict-like text copied from it is ignored (see the module docstring)."""
     if not text.strip():
         return None, "empty reply"
-    verdict, json_error = parse_json_verdict(text, schema)
+    verdict, json_error = parse_json_verdict(text, schema, prompt)
     if verdict is not None:
         return verdict, None
-    verdict, marker_error = parse_marker_verdict(text, schema)
+    verdict, marker_error = parse_marker_verdict(text, schema, prompt)
     if verdict is not None:
         return verdict, None
     return None, json_error or marker_error
