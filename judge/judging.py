@@ -205,6 +205,8 @@ class OpenAIJudgeClient:
         self.mode: str = "json_schema" if output_mode == "auto" else output_mode
         self._sleep = sleep
         self._sem = asyncio.Semaphore(concurrency)
+        # a server may quote the key back (in an error, even in a reply): never let it reach a file
+        self._secret = api_key if len(api_key) >= 8 else None
         self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0,
                                           timeout=timeout_s,
                                           http_client=(http_client if http_client is not None
@@ -252,7 +254,7 @@ class OpenAIJudgeClient:
                 if attempts <= self.max_retries:
                     await self._sleep(self._backoff_s(attempts, out.retry_after_s))
                 continue
-            raw = out.text
+            raw = self._redact(out.text)
             # the prompt: verdict-like text copied from it (an answer's fake "[[10]]") never counts
             verdict, problem = parse_verdict(raw, schema,
                                              prompt="\n".join(m["content"] for m in messages))
@@ -270,7 +272,7 @@ class OpenAIJudgeClient:
             if invalid > self.max_invalid_retries:  # at temperature 0 a retry mostly repeats itself
                 break
         usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, calls=calls)
-        return JudgeResult(status, None, raw, error, usage, attempts)
+        return JudgeResult(status, None, raw, self._redact(error), usage, attempts)
 
     async def check(self) -> None:
         """Fail fast when the endpoint cannot be reached or rejects the key (one request)."""
@@ -294,6 +296,9 @@ class OpenAIJudgeClient:
         await self._client.close()
 
     # ------------------------------------------------------------------ internals
+    def _redact(self, text: str) -> str:
+        return text.replace(self._secret, "[API key]") if self._secret and text else text
+
     def _backoff_s(self, attempt: int, retry_after_s: float | None) -> float:
         if retry_after_s is not None:
             return min(retry_after_s, self.backoff_max_s)

@@ -16,6 +16,10 @@ in proportion to its rate from a seeded generator:
 
 A ``script`` of fault names (``"ok"`` allowed) fixes the fate of the first requests, in order,
 before the rates apply: a test can inject exactly one fault of each kind.
+``authorizations`` records each chat request's ``Authorization`` header. With ``leak_auth`` the
+server is hostile: it writes that header back into every error message and reply text, to test
+that the client keeps a key off disk even then; with ``reject_key = True`` every request gets a
+401 that quotes the key it carried.
 Every chat request is counted in ``counts`` under its fault name (or ``"ok"``), so a test can
 account for every request. ``GET /v1/models`` always answers (it is the client's pre-flight check).
 Stdlib asyncio only; bound to 127.0.0.1; a hanging reply is bounded by ``hang_s`` and cancelled
@@ -53,7 +57,8 @@ class FaultOpenAIServer:
 
     def __init__(self, rates: dict[str, float], *, seed: int = 0,
                  responder: Responder = default_responder, hang_s: float = 2.0,
-                 retry_after: str = "0", script: list[str] | None = None):
+                 retry_after: str = "0", script: list[str] | None = None,
+                 leak_auth: bool = False):
         unknown = (set(rates) | set(script or [])) - set(FAULTS) - {"ok"}
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}; known: {FAULTS}")
@@ -61,6 +66,10 @@ class FaultOpenAIServer:
             raise ValueError("fault rates add up to more than 1")
         self.rates = dict(rates)
         self.script = list(script or [])
+        self.leak_auth = leak_auth
+        self.authorizations: list[str] = []
+        self.reject_key = False  # answer every request with 401, quoting the key sent
+        self.rejected = 0
         self.responder = responder
         self.hang_s = hang_s
         self.retry_after = retry_after
@@ -108,9 +117,15 @@ class FaultOpenAIServer:
                 length = int(headers.get("content-length", "0"))
                 raw = await reader.readexactly(length) if length else b""
                 path = path.split("?")[0]
-                if method == "POST" and path.endswith("/chat/completions"):
+                if self.reject_key:
+                    self.rejected += 1
+                    auth = headers.get("authorization", "")
+                    status, payload, extra = 401, json.dumps(error_body(
+                        f"Incorrect API key provided: {auth.removeprefix('Bearer ')}", 401)).encode(), {}
+                elif method == "POST" and path.endswith("/chat/completions"):
                     fault = self.draw()
                     self.counts[fault] += 1
+                    self.authorizations.append(headers.get("authorization", ""))
                     self.requests.append(json.loads(raw))
                     if fault == "close":
                         return
@@ -118,6 +133,10 @@ class FaultOpenAIServer:
                         await asyncio.sleep(self.hang_s)
                         return
                     status, payload, extra = self._reply(fault, json.loads(raw))
+                    if self.leak_auth:
+                        auth = headers.get("authorization", "")
+                        payload = payload.replace(b"(injected)", f"(injected; you sent {auth})".encode())
+                        payload = payload.replace(b"Fine.", f"Fine. You sent {auth}.".encode())
                 elif method == "GET" and path.endswith("/models"):
                     status, payload, extra = 200, json.dumps({"object": "list", "data": [
                         {"id": "fake-judge", "object": "model", "created": 0,
