@@ -156,7 +156,7 @@ class RunManifest(Record):
     updated: float
     config: dict[str, object] = Field(default_factory=dict)  # the resolved RunConfig, as JSON
     questions: QuestionSetInfo | None = None
-    models: dict[str, ModelInfo] = Field(default_factory=dict)  # role -> model
+    models: dict[Role, ModelInfo] = Field(default_factory=dict)  # role -> model (a role is never a path)
     versions: dict[str, str] = Field(default_factory=dict)  # package -> version
     seed: int = 0
     stages: dict[str, StageTimes] = Field(default_factory=dict)
