@@ -10,7 +10,7 @@ Two passes that never hold both models in memory:
   1. **baseline pass** -> ``RUN/divergence/baseline.k<K>.cache/`` (`judge.divergence_cache`):
      top-K log-probs + ids + log tail mass per position, written once, shard by shard, and reused
      by every compressed model; ``--top-k full`` keeps every log-prob (exact KL).
-  2. **compressed pass**, per role -> ``RUN/divergence/<role>.parts/`` (one part per cache shard,
+  2. **compressed pass**, per role -> ``RUN/divergence/<role>.parts/<cache>/`` (a part per shard,
      so an interrupted pass resumes), merged at the end into ``<role>.jsonl`` (`TurnDivergence`
      per question and turn), ``<role>.tokens.npz`` (per-token arrays) and ``<role>.summary.json``
      (`DivergenceSummary`: overall, per turn, per category, per question; llama.cpp's statistics).
@@ -128,7 +128,9 @@ def tokenizer_identity(model_path: str) -> tuple[str, str, Any]:
 
     try:
         tok = AutoTokenizer.from_pretrained(model_path)
-    except (OSError, ValueError) as err:  # no tokenizer files, or files transformers cannot read
+    # no tokenizer files, or files transformers cannot read; the Rust tokenizers library raises a
+    # plain Exception for a malformed tokenizer.json
+    except Exception as err:  # noqa: BLE001
         raise ModelSpecError(f"cannot load a tokenizer from {model_path}: "
                              f"{' '.join(str(err).split())[:300]}") from None
     vocab = json.dumps(sorted(tok.get_vocab().items()), ensure_ascii=False)
@@ -207,7 +209,7 @@ def diverge(run: Run, roles: list[str] | None = None, options: DivergeOptions = 
                      "dtype": options.dtype, "model": info.spec,
                      "fingerprint": info.fingerprint.model_dump(mode="json")
                      if info.fingerprint else None}
-        parts_dir = run.divergence_dir / f"{role}.parts"
+        parts_dir = run.divergence_dir / f"{role}.parts" / cache.root.name
         scored = compressed_pass(cache, parts_dir, info, header.vocab_size, signature, options,
                                  progress)
         arrays = _merge_parts(cache, parts_dir, seqs, role, info, options)
@@ -258,7 +260,7 @@ def _write_outputs(run: Run, role: str, arrays: TokenArrays, ids: dict[str, int 
         n_sequences=len(seqs), n_tokens=n_tokens, bytes=size, bytes_per_token=bpt,
         payload_bytes_per_token=payload_bytes_per_token(header.top_k, header.vocab_size),
         llama_cpp_bytes_per_token=llama, times_smaller_than_llama_cpp=llama / bpt,
-        sequences_sha256=sequences_sha256(seqs))
+        mean_tail_mass=cache.mean_tail_mass(), sequences_sha256=sequences_sha256(seqs))
     kind, extra = _kl_kind(options)
     turns = [str(int(t)) for t in arrays.turns.tolist()]
     summary = DivergenceSummary(

@@ -250,6 +250,15 @@ class BaselineCache:
                          ids=z["ids"] if "ids" in z.files else None, log_tail=z["log_tail"],
                          logp_target=z["logp_target"])
 
+    def mean_tail_mass(self) -> float:
+        """Mean over cached positions of the baseline's probability outside the top K."""
+        total, n = 0.0, 0
+        for path in self.shard_paths():
+            with np.load(path, allow_pickle=False) as z:
+                tail = np.exp(z["log_tail"].astype(np.float64))  # (N,), 0 for a full cache
+            total, n = total + float(tail.sum()), n + len(tail)
+        return total / n if n else float("nan")
+
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.shard_paths()) + (
             self.header_path.stat().st_size if self.header_path.is_file() else 0)

@@ -2,7 +2,7 @@
 
 `answer_logits` runs a model over teacher-forced sequences in length-sorted, left-padded batches
 and yields only the logits of answer positions. `baseline_pass` turns them into cache shards;
-`compressed_pass` scores one part per cache shard (``RUN/divergence/<role>.parts/<shard>``), so
+`compressed_pass` scores one part per cache shard (``RUN/divergence/<role>.parts/<cache>/<shard>``), so
 both passes resume where an interrupted run stopped. A part records the shard's uid and the
 options that made it, and is recomputed when either changes.
 """
@@ -151,7 +151,7 @@ def compressed_pass(cache: BaselineCache, parts_dir: Path, model_info: ModelInfo
     model, device = load_hf_model(model_info.path, options.engine_options())
     scored = 0
     try:
-        with stage_progress(f"diverge: {parts_dir.name.removesuffix('.parts')}",
+        with stage_progress(f"diverge: {parts_dir.parent.name.removesuffix('.parts')}",
                             total=sum(n for _, n in todo), enabled=progress) as adv:
             for path, _ in todo:
                 shard = cache.read_shard(path)

@@ -28,6 +28,9 @@ class CacheInfo(Record):
     payload_bytes_per_token: int  # the per-position rows alone
     llama_cpp_bytes_per_token: int  # 2 bytes x vocabulary
     times_smaller_than_llama_cpp: float
+    # mean baseline probability outside the top K (0 for a full cache). The cached KL misses
+    # exactly p_tail x KL(baseline ‖ compressed within the tail), so a large tail means a loose bound
+    mean_tail_mass: float
     sequences_sha256: str
 
 
@@ -127,11 +130,16 @@ def summary_table(summary: DivergenceSummary) -> Any:
     for i, (name, _) in enumerate(columns[0]):
         main.add_row(name, *(col[i][1] for col in columns))
     c = summary.cache
-    main.caption = escape(
-        f"baseline cache: {c.bytes_per_token:,.0f} B/token ({c.payload_bytes_per_token} B rows) vs "
-        f"llama.cpp's {c.llama_cpp_bytes_per_token:,}: {c.times_smaller_than_llama_cpp:,.0f}x "
-        "smaller" + ("; reverse KL and JSD are bucketed lower bounds (exact with --top-k full)"
-                     if summary.reverse_jsd_kind == "bucketed lower bound" else ""))
+    notes = [f"baseline cache: {c.bytes_per_token:,.0f} B/token ({c.payload_bytes_per_token} B rows) "
+             f"vs llama.cpp's {c.llama_cpp_bytes_per_token:,}: {c.times_smaller_than_llama_cpp:,.0f}x "
+             "smaller"]
+    if summary.top_k is not None:
+        notes.append(f"mean baseline mass outside the top {summary.top_k}: "
+                     f"{100 * c.mean_tail_mass:.2f}% (the bound misses that mass's own divergence; "
+                     "--top-k full is exact)")
+    if summary.reverse_jsd_kind == "bucketed lower bound":
+        notes.append("reverse KL and JSD are bucketed lower bounds")
+    main.caption = escape("; ".join(notes))
     cats = Table(box=box.SIMPLE_HEAD)
     for name in ("category", "tokens", "mean KL ± SE", "p99 KL", "same top-1 %", "ln PPL ratio"):
         cats.add_column(name, justify="left" if name == "category" else "right")
