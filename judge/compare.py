@@ -47,6 +47,21 @@ def compressed_roles(entries: list[ModelEntry]) -> list[str]:
     return roles
 
 
+def reuse_roles(run: Run, models: list[ModelInfo], roles: list[str]) -> list[str]:
+    """Keep the role a model already has in this run, so growing a sweep reuses its answers."""
+    manifest = run.load_manifest()
+    if manifest is None:
+        return roles
+    by_path = {m.path: r for r, m in manifest.models.items() if r.startswith("compressed")}
+    out: list[str] = []
+    for model, role in zip(models, roles):
+        old = by_path.get(model.path)
+        out.append(old if old is not None and old not in out else role)
+    if len(set(out)) != len(out):  # a new default name collides with a reused one
+        raise ConfigError("two compressed models map to the same role in this run; use another --run")
+    return out
+
+
 def default_run_name(cfg: RunConfig) -> str:
     name = f"{slug(cfg.baseline.spec)}__vs__{slug(cfg.compressed[0].spec)}"
     if len(cfg.compressed) > 1:
@@ -125,11 +140,12 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Run:
 
     run = Run(resolve_run_dir(cfg.run or default_run_name(cfg)))
     info, questions = load_questions(cfg.questions, cfg.references)
-    roles = compressed_roles(cfg.compressed)
     say(f"run folder: {run.root}")
     baseline = resolve_model(cfg.baseline.spec)
+    models = [resolve_model(e.spec) for e in cfg.compressed]
+    roles = reuse_roles(run, models, compressed_roles(cfg.compressed))
     candidates: list[tuple[str, ModelInfo, EngineOptions]] = [
-        (role, resolve_model(e.spec), cfg.engine_for(e)) for role, e in zip(roles, cfg.compressed)]
+        (role, m, cfg.engine_for(e)) for role, m, e in zip(roles, models, cfg.compressed)]
     run.update_manifest(config={"compare": cfg.model_dump(mode="json")})
 
     # 1. answers ------------------------------------------------------------------------------

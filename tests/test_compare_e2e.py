@@ -1,0 +1,163 @@
+"""`judge compare` end to end on the embedded models: every output file, a free rerun, a sweep that
+reuses the baseline's files, and resume after SIGKILL during grading without re-requesting any
+finished judgment.
+
+The first run uses the real default judge (`local:smollm2-135m`: judge starts vLLM's OpenAI server on
+127.0.0.1). The sweep/kill test uses the fake OpenAI-compatible server from tests/fake_openai.py,
+which counts every request it receives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from judge.schemas import Answer, PairJudgment, SingleJudgment
+from judge.store import Run, read_jsonl
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTIONS = [  # two of the smoke set's questions, short to answer
+    {"question_id": 1, "category": "math", "turns": ["What is 12 times 3?", "Add 4 to that."],
+     "reference": ["36", "40"]},
+    {"question_id": 2, "category": "writing", "turns": ["Write one sentence about rain.",
+                                                          "Now make it rhyme."]},
+]
+
+
+def judge_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "judge", *args]
+
+
+def run_judge(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    proc = subprocess.run(judge_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def keys(path: Path, model) -> list[tuple]:
+    rows = read_jsonl(path, model)
+    if model is SingleJudgment:
+        return [(str(r.question_id), r.turn, r.role) for r in rows]
+    return [(str(r.question_id), r.turn, r.role_2) for r in rows]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, base_model, int4_model) -> tuple[Path, Path, str]:
+    """base vs int4 with a control re-run, real local judge, 16-token answers, hf engine."""
+    d = tmp_path_factory.mktemp("compare")
+    q = d / "q.jsonl"
+    q.write_text("".join(json.dumps(x) + "\n" for x in QUESTIONS), encoding="utf-8")
+    run = d / "run"
+    proc = run_judge("compare", "smollm2-135m", "smollm2-135m-int4", "-q", str(q), "--run", str(run),
+                     "--max-new-tokens", "16", "--engine", "hf", "--control", "batch",
+                     "--no-progress")
+    return run, q, proc.stdout
+
+
+def test_every_output_file(demo_run):
+    run_dir, q, stdout = demo_run
+    run = Run(run_dir)
+    for role in ("baseline", "compressed", "control"):
+        answers = read_jsonl(run.answers_path(role), Answer)
+        assert sorted(a.key for a in answers) == ["1", "2"] and all(len(a.turns) == 2 for a in answers)
+    assert (run_dir / "divergence" / "compressed.jsonl").is_file()
+    div = [json.loads(x) for x in (run_dir / "divergence" / "compressed.jsonl").read_text().splitlines()]
+    assert {(d["question_id"], d["turn"]) for d in div} == {(1, 1), (1, 2), (2, 1), (2, 2)}
+    assert all(d["stats"]["kl_mean"] > 0 for d in div)  # int4 differs from the baseline
+    # single: 2 questions x 2 turns x 3 roles; pairwise: 2 x 2 x (compressed, control)
+    assert Counter(k[2] for k in keys(run.single_path, SingleJudgment)) == {
+        "baseline": 4, "compressed": 4, "control": 4}
+    assert Counter(k[2] for k in keys(run.pairwise_path, PairJudgment)) == {"compressed": 4, "control": 4}
+    for row in read_jsonl(run.single_path, SingleJudgment):
+        assert row.status in ("ok", "invalid_output", "api_error")
+        if row.status == "ok":
+            assert 1 <= row.score <= 10 and row.verdict is not None
+    card = json.loads((run_dir / "scorecard.json").read_text())
+    assert card["control"] is not None and [s["role"] for s in card["sections"]] == ["compressed"]
+    for name in ("scorecard.md", "report.html", "flagged.jsonl", "manifest.json", "logs/judge-server.log"):
+        assert (run_dir / name).is_file(), name
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["config"]["compare"]["control"] == "batch"
+    assert set(manifest["models"]) == {"baseline", "compressed", "control"}
+    assert "Verdict" in stdout or "verdict" in stdout.lower()
+
+
+def test_rerun_and_config_replay_do_nothing_again(demo_run):
+    run_dir, q, _ = demo_run
+    before = {p: p.read_bytes() for p in run_dir.rglob("*.jsonl")}
+    for args in (["compare", "smollm2-135m", "smollm2-135m-int4", "-q", str(q), "--run", str(run_dir),
+                  "--max-new-tokens", "16", "--engine", "hf", "--control", "batch", "--no-progress"],
+                 ["compare", "--config", str(run_dir / "manifest.json"), "--no-progress"]):
+        out = run_judge(*args).stdout
+        assert "answers/baseline: 0 new, 2 already there" in out
+        assert "answers/compressed: 0 new" in out and "answers/control: 0 new" in out
+        assert " 0 requests" in out  # every judgment is already in the run
+    after = {p: p.read_bytes() for p in run_dir.rglob("*.jsonl") if p.name != "flagged.jsonl"}
+    assert all(after[p] == before[p] for p in after)
+
+
+def test_sweep_reuses_baseline_and_resumes_after_sigkill_in_grading(demo_run, tmp_path):
+    from tests.fake_openai import FakeOpenAIServer
+
+    src, q, _ = demo_run
+    run_dir = tmp_path / "sweep"
+    shutil.copytree(src, run_dir)
+    for p in [run_dir / "judgments", run_dir / "judge_cache.sqlite"]:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    baseline_answers = (run_dir / "answers" / "baseline.jsonl").read_bytes()
+    cache_files = {p: p.stat().st_mtime_ns for p in (run_dir / "divergence").rglob("*")
+                   if p.is_file() and "baseline" in str(p.relative_to(run_dir))}
+    assert cache_files, "the divergence stage keeps a baseline cache"
+    args = ["compare", "smollm2-135m", "smollm2-135m-int4", "smollm2-135m-int8", "-q", str(q),
+            "--run", str(run_dir), "--max-new-tokens", "16", "--engine", "hf", "--no-progress",
+            "--judge", "fake-judge", "--concurrency", "2"]
+    with FakeOpenAIServer(latency_s=0.4) as server:
+        env = dict(os.environ, JUDGE_API_KEY="test-key")
+        full = args + ["--judge-base-url", server.base_url]
+        proc = subprocess.Popen(judge_cmd(*full), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        single = run_dir / "judgments" / "single.jsonl"
+        deadline = time.time() + 600
+        while time.time() < deadline and proc.poll() is None:
+            if single.exists() and single.read_bytes().count(b"\n") >= 3:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "grading finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        done_before = set(keys(single, SingleJudgment))
+        prompts_done = {r.user_prompt for r in read_jsonl(single, SingleJudgment)}
+        n_requests_before = len(server.requests)
+        proc = subprocess.run(judge_cmd(*full), cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        later = server.requests[n_requests_before:]
+    run = Run(run_dir)
+    # the baseline's answers and divergence cache were reused, not recomputed
+    assert (run_dir / "answers" / "baseline.jsonl").read_bytes() == baseline_answers
+    assert all(p.stat().st_mtime_ns == t for p, t in cache_files.items())
+    roles = sorted(p.stem for p in (run_dir / "answers").glob("*.jsonl"))
+    assert roles == ["baseline", "compressed", "compressed-smollm2-135m-int8", "control"]
+    # no judgment duplicated, every key present once
+    single_keys = keys(run.single_path, SingleJudgment)
+    assert len(single_keys) == len(set(single_keys))
+    assert Counter(k[2] for k in single_keys) == {"baseline": 4, "compressed": 4,
+                                                  "compressed-smollm2-135m-int8": 4}
+    pair_keys = keys(run.pairwise_path, PairJudgment)
+    assert len(pair_keys) == len(set(pair_keys)) == 8
+    assert done_before and done_before <= set(single_keys)
+    # no finished judgment was requested again after the kill
+    asked_again = [r for r in later
+                   if any(m.get("content") in prompts_done for m in r.get("messages", []))]
+    assert asked_again == []
