@@ -140,6 +140,20 @@ def _vllm_version() -> tuple[int, int]:
     return (0, 0)
 
 
+def _die_with_parent() -> None:
+    """In the server's child process: get SIGTERM when judge dies, even by SIGKILL (Linux only),
+    so a killed run never leaves a vLLM server (and its engine) running."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:  # not Linux: nothing to do
+        return
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class LocalJudgeServer:
     """vLLM's OpenAI server for one model on 127.0.0.1, as a context manager."""
 
@@ -185,7 +199,8 @@ class LocalJudgeServer:
             log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(self.command())}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                                         preexec_fn=_die_with_parent)
         try:
             self._wait_healthy()
         except BaseException:
