@@ -318,7 +318,7 @@ def check_endpoint_worked(summary: GradeSummary, where: str) -> None:
 
 # --------------------------------------------------------------------------- the stage
 
-LOCAL_MAX_TEXT_CHARS = 1000  # caps a local judge's explanation under constrained decoding
+LOCAL_MAX_TEXT_CHARS = 500  # caps a local judge's explanation (a small one repeats itself to the cap)
 LOCAL_TIMEOUT_S = 1800.0
 LOCAL_INVALID_RETRIES = 1  # a schema-enforced local judge at temperature 0 repeats an invalid reply
 REMOTE_TIMEOUT_S = 300.0

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from judge.errors import JudgeEndpointError, JudgeSpecError
 
@@ -168,6 +169,7 @@ class LocalJudgeServer:
         self.startup_timeout_s = startup_timeout_s
         self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
+        self._prev_sigterm: Any = None
 
     @property
     def base_url(self) -> str:
@@ -201,11 +203,22 @@ class LocalJudgeServer:
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=env, start_new_session=True,
                                          preexec_fn=_die_with_parent)
+        self._trap_sigterm()
         try:
             self._wait_healthy()
         except BaseException:
             self.stop()
             raise
+
+    def _trap_sigterm(self) -> None:
+        """While the server runs, SIGTERM unwinds this process (so `stop` runs) instead of killing it."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def unwind(signum: int, frame: object) -> None:
+            raise SystemExit(128 + signum)
+
+        self._prev_sigterm = signal.signal(signal.SIGTERM, unwind)
 
     def _wait_healthy(self) -> None:
         assert self.proc is not None
@@ -229,6 +242,9 @@ class LocalJudgeServer:
     def stop(self, grace_s: float = 20.0) -> None:
         """SIGTERM the server process, SIGKILL it after ``grace_s``; then reap its process group."""
         proc, self.proc = self.proc, None
+        if self._prev_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._prev_sigterm)
+            self._prev_sigterm = None
         if proc is None:
             return
         if proc.poll() is None:

@@ -187,3 +187,21 @@ def test_local_server_that_cannot_start_is_one_error(tmp_path: Path) -> None:
         server.start()
     assert server.proc is None and port_is_closed(server.base_url)
     assert (tmp_path / "logs" / "server.log").stat().st_size > 0
+
+
+def test_sigterm_unwinds_while_a_server_runs(tmp_path: Path) -> None:
+    """SIGTERM to judge becomes SystemExit while a local server is up, so `stop` runs; then the
+    previous handler is back."""
+    import os
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    server = LocalJudgeServer("/models/x", "x", tmp_path / "log")
+    server._trap_sigterm()
+    try:
+        with pytest.raises(SystemExit) as exc:
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert exc.value.code == 128 + signal.SIGTERM
+    finally:
+        server.stop()  # no process: only restores the handler
+    assert signal.getsignal(signal.SIGTERM) == before
