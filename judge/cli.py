@@ -120,6 +120,8 @@ def generate(
     tensor_parallel_size: int = 1,
     max_model_len: Optional[int] = None,
     batch_size: Annotated[int, typer.Option(help="hf: prompts per batch.")] = 16,
+    chunk_size: Annotated[int, typer.Option(help="Questions answered and written to disk together "
+                                            "(a crash loses at most one chunk).")] = 64,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Answer a question set with one model: RUN/answers/<role>.jsonl (FastChat format)."""
@@ -139,6 +141,9 @@ def generate(
         raise ConfigError(f"invalid generation option: {describe_validation_error(err)}") from None
     opts = engine_options_from_flags(engine, dtype, device, device_map, tensor_parallel_size,
                                      max_model_len, batch_size)
+    if chunk_size < 1:
+        raise ConfigError(f"--chunk-size must be at least 1, got {chunk_size}")
+    opts = opts.model_copy(update={"chunk_size": chunk_size})
     info, qs = load_questions(questions, references)
     target = Run(resolve_run_dir(run))
     resolved = resolve_model(model)

@@ -73,6 +73,16 @@ def run_cli(args: list[str], env: dict[str, str], timeout_s: float = 600) -> sub
                           timeout=timeout_s)
 
 
+def dead_url() -> str:
+    """A loopback OpenAI base URL where nothing listens (a port bound and released)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
 def jsonl_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.jsonl") if p.is_file())
 

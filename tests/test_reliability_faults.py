@@ -108,7 +108,12 @@ def _check_rows(expected_single: set, expected_pairs: set, single: list[SingleJu
             assert r.winner is None
 
 
-def test_grading_360_judgments_at_30_percent_faults_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+def test_grading_360_judgments_at_30_percent_faults_loses_and_duplicates_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the client's own backoff schedule, 20 times shorter, so the run takes seconds, not a minute
+    backoff = OpenAIJudgeClient._backoff_s
+    monkeypatch.setattr(OpenAIJudgeClient, "_backoff_s",
+                        lambda self, attempt, retry_after_s: backoff(self, attempt, retry_after_s) / 20)
     qfile = write_questions(tmp_path / "q.jsonl", N_QUESTIONS)
     run = synthetic_run(tmp_path / "run", qfile)
     expected_single = {(role, str(i), t) for role in ("baseline", "compressed")

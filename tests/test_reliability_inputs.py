@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import tomllib
 from pathlib import Path
 
 import pytest
-from reliability_support import synthetic_run, write_questions
+from reliability_support import dead_url, synthetic_run, write_questions
 
 from judge.judge_cache import CachedResponse, JudgeCache
 from judge.schemas import SingleJudgment
@@ -23,14 +22,6 @@ from judge.store import Run, append_jsonl
 
 CASES_DIR = Path(__file__).resolve().parent / "bad_inputs"
 CASES: list[dict] = tomllib.loads((CASES_DIR / "cases.toml").read_text(encoding="utf-8"))["case"]
-
-
-def dead_url() -> str:
-    """A loopback URL where nothing listens (a port bound and released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
 
 
 def existing_run(root: Path) -> tuple[Run, Path]:
@@ -124,7 +115,8 @@ def test_the_corpus_is_big_enough() -> None:
     assert len(set(names)) == len(names)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, marks=[pytest.mark.slow] if c.get("slow") else [])
+                                  for c in CASES], ids=[c["name"] for c in CASES])
 def test_bad_input_gives_one_line_and_exit_2(case: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str],
                                              request: pytest.FixtureRequest) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from fault_openai import FaultOpenAIServer
-from reliability_support import cli_env, judge_cmd, synthetic_run, write_questions
+from reliability_support import cli_env, dead_url, judge_cmd, synthetic_run, write_questions
 
 from judge.store import Run
 
@@ -76,8 +76,6 @@ def test_no_key_in_error_messages_or_debug_tracebacks(case: str, setup: tuple[Pa
     key = canary()
     env = _env(tmp, JUDGE_API_KEY=key, OPENAI_API_KEY=key)
     if case == "unreachable":
-        from test_reliability_inputs import dead_url
-
         for debug in (False, True):
             out = grade(tmp, run, env, "--judge", "m", "--judge-base-url", dead_url(), debug=debug)
             assert out.returncode != 0
