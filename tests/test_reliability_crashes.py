@@ -41,7 +41,7 @@ from reliability_support import (ROOT, cli_env, has_torn_tail, jsonl_files, judg
 from judge.schemas import Answer, PairJudgment, SingleJudgment
 from judge.store import Run, read_jsonl
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # bounded even on a slow machine
 
 TRIALS = int(os.environ.get("JUDGE_CRASH_TRIALS", "10"))
 PARALLEL = 2
@@ -202,6 +202,23 @@ def crash_trials(stage: str, prepare: Callable[[Path], None], args_for: Callable
     return trials, figures
 
 
+def torn_write_trial(base: Path, relpath: str, args_for: Callable[[Path], list[str]],
+                     outputs: Callable[[Path], object], env: dict[str, str]) -> bool:
+    """A kill in the middle of a write, made exact: the reference's ``relpath`` loses the second
+    half of its last line. The reader must skip the torn tail, the rerun must redo that item and
+    end equal to the reference. (Random kills rarely land inside a write of a few hundred bytes.)"""
+    work = base / "torn"
+    shutil.copytree(base / "reference", work)
+    path = work / "run" / relpath
+    data = path.read_bytes()
+    start = data.rstrip(b"\n").rfind(b"\n") + 1
+    path.write_bytes(data[: start + (len(data) - start) // 2])
+    assert torn_lines(path) == [] and has_torn_tail(path)
+    run_to_end(args_for(work), env, base)
+    assert not has_torn_tail(path)
+    return outputs(work) == outputs(base / "reference")
+
+
 def report(figures: dict[str, object]) -> None:
     print(f"\ncrash trials ({figures['stage']}):",
           json.dumps({k: v for k, v in figures.items() if k != "states_after_kill"}))
@@ -346,7 +363,10 @@ def test_generate_survives_sigkill(tmp_path: Path, crash_env: dict[str, str],
     window = write_window(args_for, crash_env, tmp_path, prepare)
     trials, figures = crash_trials("generate", prepare, args_for, outputs, progress, crash_env,
                                    tmp_path, window)
+    figures["torn_write_trial_equal"] = torn_write_trial(tmp_path, "answers/baseline.jsonl",
+                                                         args_for, outputs, crash_env)
     report(figures)
+    assert figures["torn_write_trial_equal"]
     assert_trials(trials)
     assert figures["killed"] >= TRIALS // 2  # most kills landed before the end
 
@@ -409,6 +429,12 @@ def test_grade_survives_sigkill(tmp_path: Path) -> None:
             "grade", prepare, args_for, lambda w: judgments_of(w / "run"),
             lambda w: lines(w / "run" / "judgments" / "single.jsonl")
             + lines(w / "run" / "judgments" / "pairwise.jsonl"), env, tmp_path, window)
+        torn_equal = []
+        for name in ("single.jsonl", "pairwise.jsonl"):
+            shutil.rmtree(tmp_path / "torn", ignore_errors=True)
+            torn_equal.append(torn_write_trial(tmp_path, f"judgments/{name}", args_for,
+                                               lambda w: judgments_of(w / "run"), env))
+        figures["torn_write_trial_equal"] = all(torn_equal)
         billed = {name: len(srv.requests) for name, srv in servers.items()}
     finally:
         for srv in servers.values():
@@ -421,3 +447,4 @@ def test_grade_survives_sigkill(tmp_path: Path) -> None:
     assert_trials(trials)
     assert figures["killed"] >= TRIALS // 2
     assert all(0 <= e <= CONCURRENCY for e in extra), extra
+    assert figures["torn_write_trial_equal"]
