@@ -135,9 +135,13 @@ def control_engine_options(cfg: RunConfig) -> EngineOptions:
 def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Run:
     """Run every stage of a comparison; returns the run folder."""
     from judge.generation import generate
+    from judge.judge_server import endpoint_for, parse_judge_spec
     from judge.models import resolve_model
     from judge.questions import load_questions
 
+    spec = parse_judge_spec(cfg.judge.spec, cfg.judge.base_url)
+    if spec.kind != "local":
+        endpoint_for(spec)  # a bad judge spec or a missing key fails now, not after hours of generation
     run = Run(resolve_run_dir(cfg.run or default_run_name(cfg)))
     info, questions = load_questions(cfg.questions, cfg.references)
     say(f"run folder: {run.root}")
