@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 import pytest
 from fake_openai import FakeOpenAIServer
-from reliability_support import (ROOT, cli_env, has_torn_tail, jsonl_files, judge_cmd, synthetic_run,
+from reliability_support import (cli_env, has_torn_tail, jsonl_files, judge_cmd, synthetic_run,
                                  torn_lines, write_questions)
 
 from judge.schemas import Answer, PairJudgment, SingleJudgment
