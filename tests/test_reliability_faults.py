@@ -52,8 +52,9 @@ def _judge_once(server: FaultOpenAIServer, *, max_retries: int = 4, timeout_s: f
 def test_each_fault_is_retried_then_the_judgment_succeeds(fault: str) -> None:
     # a short client timeout only where the fault is a hang: elsewhere a slow, loaded machine
     # must not turn the valid reply into a timeout and a third request
-    with FaultOpenAIServer({}, script=[fault], hang_s=2.0, retry_after="3") as srv:
-        result, stats, sleeps = _judge_once(srv, timeout_s=0.5 if fault == "hang" else 30.0)
+    # (the hang lasts until the server stops; the second, valid reply must come within 2 s)
+    with FaultOpenAIServer({}, script=[fault], hang_s=60.0, retry_after="3") as srv:
+        result, stats, sleeps = _judge_once(srv, timeout_s=2.0 if fault == "hang" else 30.0)
     assert srv.counts == Counter({fault: 1, "ok": 1})
     assert result.status == "ok" and result.verdict is not None
     assert result.verdict.rating == 7  # the valid reply, not the injected one (rating 42)
