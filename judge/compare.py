@@ -30,7 +30,7 @@ class Stage:
 
 
 def slug(text: str) -> str:
-    s = re.sub(r"[^a-z0-9_.-]+", "-", Path(text.rstrip("/")).name.lower()).strip("-.")
+    s = re.sub(r"[^a-z0-9_.-]+", "-", Path(text.rstrip("/")).name.lower()).strip("-._")
     return s[:48] or "model"
 
 
