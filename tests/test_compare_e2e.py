@@ -2,9 +2,9 @@
 reuses the baseline's files, and resume after SIGKILL during grading without re-requesting any
 finished judgment.
 
-The first run uses the real default judge (`local:smollm2-135m`: judge starts vLLM's OpenAI server on
-127.0.0.1). The sweep/kill test uses the fake OpenAI-compatible server from tests/fake_openai.py,
-which counts every request it receives.
+Models, generation and divergence are real. The judge is the OpenAI-compatible server from
+tests/fake_openai.py on 127.0.0.1 (it counts every request): the real local vLLM judge is covered by
+tests/test_judge_server.py, and on this CPU it takes minutes per run, too slow to repeat here.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ def judge_cmd(*args: str) -> list[str]:
 
 
 def run_judge(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run(judge_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    env = dict(os.environ, JUDGE_API_KEY="test-key")
+    proc = subprocess.run(judge_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -53,16 +55,28 @@ def keys(path: Path, model) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory, base_model, int4_model) -> tuple[Path, Path, str]:
-    """base vs int4 with a control re-run, real local judge, 16-token answers, hf engine."""
+def judge_server():
+    from tests.fake_openai import FakeOpenAIServer
+
+    with FakeOpenAIServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, base_model, int4_model, judge_server) -> tuple[Path, Path, str]:
+    """base vs int4 with a control re-run, 16-token answers, hf engine."""
     d = tmp_path_factory.mktemp("compare")
     q = d / "q.jsonl"
     q.write_text("".join(json.dumps(x) + "\n" for x in QUESTIONS), encoding="utf-8")
     run = d / "run"
     proc = run_judge("compare", "smollm2-135m", "smollm2-135m-int4", "-q", str(q), "--run", str(run),
-                     "--max-new-tokens", "16", "--engine", "hf", "--control", "batch",
-                     "--no-progress")
+                     *JUDGE_ARGS(judge_server), "--max-new-tokens", "16", "--engine", "hf",
+                     "--control", "batch", "--no-progress")
     return run, q, proc.stdout
+
+
+def JUDGE_ARGS(server) -> list[str]:  # noqa: N802 - reads as a constant at the call sites
+    return ["--judge", "fake-judge", "--judge-base-url", server.base_url]
 
 
 def test_every_output_file(demo_run):
@@ -85,7 +99,7 @@ def test_every_output_file(demo_run):
             assert 1 <= row.score <= 10 and row.verdict is not None
     card = json.loads((run_dir / "scorecard.json").read_text())
     assert card["control"] is not None and [s["role"] for s in card["sections"]] == ["compressed"]
-    for name in ("scorecard.md", "report.html", "flagged.jsonl", "manifest.json", "logs/judge-server.log"):
+    for name in ("scorecard.md", "report.html", "flagged.jsonl", "manifest.json", "judge_cache.sqlite"):
         assert (run_dir / name).is_file(), name
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["config"]["compare"]["control"] == "batch"
@@ -93,16 +107,19 @@ def test_every_output_file(demo_run):
     assert "Verdict" in stdout or "verdict" in stdout.lower()
 
 
-def test_rerun_and_config_replay_do_nothing_again(demo_run):
+def test_rerun_and_config_replay_do_nothing_again(demo_run, judge_server):
     run_dir, q, _ = demo_run
     before = {p: p.read_bytes() for p in run_dir.rglob("*.jsonl")}
+    n_requests = len(judge_server.requests)
     for args in (["compare", "smollm2-135m", "smollm2-135m-int4", "-q", str(q), "--run", str(run_dir),
-                  "--max-new-tokens", "16", "--engine", "hf", "--control", "batch", "--no-progress"],
+                  *JUDGE_ARGS(judge_server), "--max-new-tokens", "16", "--engine", "hf",
+                  "--control", "batch", "--no-progress"],
                  ["compare", "--config", str(run_dir / "manifest.json"), "--no-progress"]):
         out = run_judge(*args).stdout
         assert "answers/baseline: 0 new, 2 already there" in out
         assert "answers/compressed: 0 new" in out and "answers/control: 0 new" in out
         assert " 0 requests" in out  # every judgment is already in the run
+    assert len(judge_server.requests) == n_requests
     after = {p: p.read_bytes() for p in run_dir.rglob("*.jsonl") if p.name != "flagged.jsonl"}
     assert all(after[p] == before[p] for p in after)
 
