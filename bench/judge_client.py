@@ -3,7 +3,8 @@
 A fake OpenAI-compatible server (tests/fake_openai.py, in its own process so it does not share this
 process's CPU time) answers every chat request after a fixed artificial latency with a valid
 structured verdict. `OpenAIJudgeClient` (real openai SDK, real HTTP on 127.0.0.1, no cache) sends
-``waves * concurrency`` distinct single-grading requests at concurrency 1, 8 and 32. With a fixed
+``waves * concurrency`` distinct single-grading requests at concurrency 1, 8 and 32 (after one
+untimed wave that opens the connections). With a fixed
 latency L the best possible rate is concurrency / L judgments per second; the script prints the
 measured rate and its ratio to that ideal. Target: >= 0.90 at concurrency 32.
 
@@ -44,8 +45,9 @@ async def measure(base_url: str, concurrency: int, n: int) -> tuple[float, int]:
     jobs = [render_single(prompts, q, [f"Rain, take {i}: grey threads on glass."], 1) for i in range(n)]
     client = OpenAIJudgeClient("fake-judge", base_url=base_url, concurrency=concurrency, max_retries=0)
     try:
-        warm, schema = render_single(prompts, q, ["warm-up"], 1)
-        await client.judge(warm.messages, schema)  # opens the connection pool
+        # one untimed wave opens the connection pool (a one-off cost a real run amortises)
+        warm = [render_single(prompts, q, [f"warm-up {i}"], 1) for i in range(concurrency)]
+        await asyncio.gather(*[client.judge(p.messages, s) for p, s in warm])
         t0 = time.perf_counter()
         results = await asyncio.gather(*[client.judge(p.messages, s) for p, s in jobs])
         seconds = time.perf_counter() - t0
