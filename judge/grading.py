@@ -367,8 +367,9 @@ def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None
 
     A ``local:`` judge's server is started only when some request is not already in the run's
     judge cache, and stopped before this returns. ``max_text_chars`` caps the verdict's free text
-    in the schema sent (default: `LOCAL_MAX_TEXT_CHARS` for a local judge, none otherwise). Raises `JudgeEndpointError` when every request of
-    this call failed at the API (the failures are recorded first).
+    in the schema sent (default: `LOCAL_MAX_TEXT_CHARS` for a local judge, none otherwise).
+    Raises `JudgeEndpointError` when every request of this call failed at the API (the failures
+    are recorded first).
     """
     from judge.judge_cache import JudgeCache
     from judge.judge_server import (DEFAULT_JUDGE, JudgeEndpoint, endpoint_for, open_judge,
