@@ -15,7 +15,8 @@ from html import escape
 
 from judge.report import charts
 from judge.report.assets import CSS, JS, script_hash
-from judge.report.style import KL_LOW_NATS, STATUS_COLOUR, fmt, fmt_ci, grade_label, kl_hex, pct
+from judge.report.style import (KL_LOW_NATS, STATUS_COLOUR, fmt, fmt_ci, grade_label, grade_table,
+                                kl_hex, pct)
 from judge.scorecard_schema import FlaggedItem, Scorecard, Section
 
 MAX_FLAGGED = 200  # the page stays light on a phone; flagged.jsonl has them all
@@ -96,16 +97,8 @@ def _charts(sec: Section) -> str:
 
 
 def _tables(sec: Section, control: Section | None) -> str:
-    noise = control is not None and sec.role != "control"
-    header = ["scope", "n", "baseline", sec.role, "Δ [95% CI]"] + (["noise Δ"] if noise else [])
-    rows = []
-    for r in sec.grades:
-        row: list[object] = [r.label, r.n, fmt(r.baseline_mean), fmt(r.compressed_mean),
-                             fmt_ci(r.delta, signed=True)]
-        if noise:
-            row.append(fmt_ci(r.noise_delta, signed=True) if r.noise_delta else "n/a")
-        rows.append(row)
-    out = ["<h3>Grades (1–10)</h3>", _table(header, rows) if sec.grades[0].n
+    header, rows = grade_table(sec, control)
+    out = ["<h3>Grades (1–10)</h3>", _table(header, rows) if rows
            else "<p>No item was graded ok for both models.</p>"]
     if sec.head_to_head:
         h = sec.head_to_head

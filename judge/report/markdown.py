@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import re
 
-from judge.report.style import fmt, fmt_ci, grade_label, pct, visible_text
+from judge.report.style import fmt, fmt_ci, grade_label, grade_table, pct, visible_text
 from judge.scorecard_schema import FlaggedItem, Scorecard, Section
 
 MAX_FLAGGED = 20
@@ -38,18 +38,10 @@ def _table(header: list[str], rows: list[list[object]]) -> list[str]:
 
 
 def _section(sec: Section, control: Section | None) -> list[str]:
-    noise = control is not None and sec.role != "control"
     out = [f"## {cell(sec.role)} ({cell(sec.model or '?')}): {sec.verdict.status}", "",
            cell(sec.verdict.text), "", "### Grades (1-10, paired items)", ""]
-    header = ["scope", "n", "baseline", sec.role, "Δ [95% CI]"] + (["noise Δ"] if noise else [])
-    rows = []
-    for r in sec.grades:
-        row: list[object] = [r.label, r.n, fmt(r.baseline_mean), fmt(r.compressed_mean),
-                             fmt_ci(r.delta, signed=True)]
-        if noise:
-            row.append(fmt_ci(r.noise_delta, signed=True) if r.noise_delta else "n/a")
-        rows.append(row)
-    out += _table(header, rows) if sec.grades[0].n else ["No item was graded ok for both models.", ""]
+    header, rows = grade_table(sec, control)
+    out += _table(header, rows) if rows else ["No item was graded ok for both models.", ""]
     h = sec.head_to_head
     if h is not None:
         out += ["### Head-to-head (swapped games)", ""]

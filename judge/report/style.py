@@ -81,3 +81,20 @@ def pct(x: float | None, digits: int = 1) -> str:
 
 STATUS_COLOUR = {"worse": "#c0392b", "better": "#1e8449", "mixed": "#b9770e",
                  "indistinguishable": "#566573", "insufficient data": "#7f8c8d"}
+
+
+def grade_table(sec: "Section", control: "Section | None") -> tuple[list[str], list[list[object]]]:
+    """Header and rows of a section's grade table (scope, n, means, Δ, noise Δ), shared by the
+    Markdown and HTML renderers. No rows when no item was graded ok for both models."""
+    noise = control is not None and sec.role != "control"
+    header = ["scope", "n", "baseline", sec.role, "Δ [95% CI]"] + (["noise Δ"] if noise else [])
+    rows: list[list[object]] = []
+    if not sec.grades or not sec.grades[0].n:
+        return header, rows
+    for r in sec.grades:
+        row: list[object] = [r.label, r.n, fmt(r.baseline_mean), fmt(r.compressed_mean),
+                             fmt_ci(r.delta, signed=True)]
+        if noise:
+            row.append(fmt_ci(r.noise_delta, signed=True) if r.noise_delta else "n/a")
+        rows.append(row)
+    return header, rows
