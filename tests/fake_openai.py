@@ -81,6 +81,18 @@ def default_responder(body: dict[str, Any]) -> Reply:
 Responder = Callable[[dict[str, Any]], Reply]
 
 
+async def read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes]:
+    """One HTTP/1.1 request: (method, path without query, lower-cased headers, body)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    method, path, _ = lines[0].split(" ", 2)
+    headers = {k.strip().lower(): v.strip() for k, v in
+               (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
+    length = int(headers.get("content-length", "0"))
+    raw = await reader.readexactly(length) if length else b""
+    return method, path.split("?")[0], headers, raw
+
+
 class FakeOpenAIServer:
     """Serve the fake API on 127.0.0.1 from a background thread."""
 
@@ -105,14 +117,8 @@ class FakeOpenAIServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = lines[0].split(" ", 2)
-                headers = {k.strip().lower(): v.strip() for k, v in
-                           (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
-                length = int(headers.get("content-length", "0"))
-                raw = await reader.readexactly(length) if length else b""
-                reply = await self._route(method, path.split("?")[0], raw)
+                method, path, headers, raw = await read_request(reader)
+                reply = await self._route(method, path, raw)
                 payload = json.dumps(reply.body if reply.body is not None else {}).encode()
                 extra = "".join(f"{k}: {v}\r\n" for k, v in reply.headers.items())
                 writer.write(f"HTTP/1.1 {reply.status} X\r\ncontent-type: application/json\r\n"

@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from fake_openai import Reply, completion, default_responder, error_body
+from fake_openai import Reply, completion, default_responder, error_body, read_request
 
 FAULTS: tuple[str, ...] = ("429", "500", "503", "hang", "close", "truncated_json",
                            "schema_invalid", "empty_choices", "not_completion")
@@ -109,14 +109,7 @@ class FaultOpenAIServer:
             self._tasks.add(task)
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = lines[0].split(" ", 2)
-                headers = {k.strip().lower(): v.strip() for k, v in
-                           (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
-                length = int(headers.get("content-length", "0"))
-                raw = await reader.readexactly(length) if length else b""
-                path = path.split("?")[0]
+                method, path, headers, raw = await read_request(reader)
                 if self.reject_key:
                     self.rejected += 1
                     auth = headers.get("authorization", "")
