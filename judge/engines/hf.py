@@ -13,7 +13,7 @@ from judge.errors import EngineError
 from judge.schemas import SamplingSpec
 
 
-def torch_dtype(name: str, on_gpu: bool):
+def torch_dtype(name: str):
     import torch
 
     if name == "auto":
@@ -31,7 +31,7 @@ def load_hf_model(model_dir: str, options: EngineOptions):
 
     on_gpu = cuda_available()
     device = options.device or ("cuda" if on_gpu else "cpu")
-    kwargs: dict[str, object] = {"dtype": torch_dtype(options.dtype, on_gpu),
+    kwargs: dict[str, object] = {"dtype": torch_dtype(options.dtype),
                                  "trust_remote_code": options.trust_remote_code}
     if options.device_map:
         kwargs["device_map"] = options.device_map
@@ -105,7 +105,7 @@ class HFEngine:
             if cut is not None:
                 result.append(Completion(row[:cut + 1], "stop"))  # keep the EOS, as vLLM does
             else:
-                row = [t for t in row if t != self._pad] if self._pad not in stops else row
+                # no stop token: the row ran to the limit (padding only ever follows a stop)
                 result.append(Completion(row[: spec.max_new_tokens], "length"))
         return result
 
