@@ -163,6 +163,7 @@ def diverge(
     run: Annotated[str, typer.Argument(help="Run folder (a name under outputs/ or a path) with baseline answers.")],
     role: Annotated[Optional[list[str]], typer.Option("--role", help="Compressed role(s) to score (default: every compressed role of the run).")] = None,
     top_k: Annotated[str, typer.Option("--top-k", help="Baseline cache: top-K log-probs per token, or 'full' for exact KL.")] = "64",
+    tail_samples: Annotated[int, typer.Option("--tail-samples", help="Baseline cache: tokens drawn from the tail per position, for an unbiased KL estimate (0: report the top-K lower bound alone).")] = 16,
     reverse: Annotated[bool, typer.Option("--reverse", help="Also reverse KL(compressed ‖ baseline).")] = False,
     jsd: Annotated[bool, typer.Option("--jsd", help="Also the Jensen-Shannon divergence.")] = False,
     dtype: Annotated[str, typer.Option(help="auto (the checkpoint's), bfloat16, float16 or float32.")] = "auto",
@@ -183,9 +184,9 @@ def diverge(
     if top_k != "full" and not top_k.isdigit():
         raise ConfigError(f"--top-k {top_k!r}: give a positive integer or 'full'")
     try:
-        opts = DivergeOptions(top_k=None if top_k == "full" else int(top_k), reverse=reverse,
-                              jsd=jsd, dtype=dtype, device=device, device_map=device_map,
-                              batch_tokens=batch_tokens)
+        opts = DivergeOptions(top_k=None if top_k == "full" else int(top_k),
+                              tail_samples=tail_samples, reverse=reverse, jsd=jsd, dtype=dtype,
+                              device=device, device_map=device_map, batch_tokens=batch_tokens)
     except ValidationError as err:
         raise ConfigError(f"invalid divergence option: {describe_validation_error(err)}") from None
     target = Run(resolve_run_dir(run))
@@ -301,7 +302,7 @@ def review(
 
 # ----------------------------------------------------------------------------- compare
 
-DEMO_MAX_NEW_TOKENS = 256  # the embedded demo caps answers so it finishes in minutes on 2 CPU cores
+DEMO_MAX_NEW_TOKENS = 128  # the embedded demo caps answers so it finishes in minutes on 2 CPU cores
 
 
 @app.command()
@@ -320,7 +321,7 @@ def compare(
     concurrency: Annotated[Optional[int], typer.Option(help="Judge requests in flight.")] = None,
     control: Annotated[Optional[str], typer.Option(help="Noise floor: re-run the baseline with another 'engine' or 'batch' composition.")] = None,
     sampling: Annotated[Optional[str], typer.Option(help="greedy or mt-bench.")] = None,
-    max_new_tokens: Annotated[Optional[int], typer.Option(help="Token limit per turn (default 1024; 256 for the demo).")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Token limit per turn (default 1024; 128 for the demo).")] = None,
     seed: Optional[int] = None,
     engine: Annotated[Optional[str], typer.Option(help="auto, vllm or hf.")] = None,
     dtype: Optional[str] = None,

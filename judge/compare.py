@@ -167,7 +167,8 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Run:
 
         d = cfg.divergence
         base_opts = cfg.engine_for(cfg.baseline)
-        opts = DivergeOptions(top_k=None if d.top_k == "full" else d.top_k, reverse=d.reverse,
+        opts = DivergeOptions(top_k=None if d.top_k == "full" else d.top_k,
+                              tail_samples=d.tail_samples, reverse=d.reverse,
                               jsd=d.jsd, dtype=base_opts.dtype,
                               device=base_opts.device, device_map=base_opts.device_map,
                               batch_tokens=d.batch_tokens)

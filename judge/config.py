@@ -79,6 +79,7 @@ class JudgeConfig(Record):
 class DivergenceConfig(Record):
     enabled: bool = True
     top_k: PositiveInt | Literal["full"] = 64  # "full": the whole vocabulary (exact KL)
+    tail_samples: int = Field(default=16, ge=0)  # tail draws per position (0: the bound alone)
     reverse: bool = False
     jsd: bool = False
     batch_tokens: int = Field(default=4096, ge=1)

@@ -8,8 +8,11 @@ NLLs (see `judge.divergence_math`).
 
 Two passes that never hold both models in memory:
   1. **baseline pass** -> ``RUN/divergence/baseline.k<K>.cache/`` (`judge.divergence_cache`):
-     top-K log-probs + ids + log tail mass per position, written once, shard by shard, and reused
-     by every compressed model; ``--top-k full`` keeps every log-prob (exact KL).
+     top-K log-probs + ids + log tail mass + S tokens drawn from the tail per position, written
+     once, shard by shard, and reused by every compressed model. The reported KL is the top-K lower
+     bound plus an unbiased estimate of the divergence inside the tail from those samples (the
+     bound is reported too); ``--tail-samples 0`` reports the bound alone and ``--top-k full``
+     keeps every log-prob (exact KL).
   2. **compressed pass**, per role -> ``RUN/divergence/<role>.parts/<cache>/`` (a part per shard,
      so an interrupted pass resumes), merged at the end into ``<role>.jsonl`` (`TurnDivergence`
      per question and turn), ``<role>.tokens.npz`` (per-token arrays) and ``<role>.summary.json``
@@ -42,6 +45,7 @@ from judge.store import Run, read_jsonl, write_atomic
 
 class DivergeOptions(Record):
     top_k: int | None = Field(default=64, ge=1)  # None: full vocabulary (exact)
+    tail_samples: int = Field(default=16, ge=0)  # draws from the tail per position (0: bound only)
     reverse: bool = False  # also reverse KL(compressed ‖ baseline)
     jsd: bool = False  # also Jensen-Shannon divergence
     dtype: str = "auto"
@@ -49,6 +53,11 @@ class DivergeOptions(Record):
     device_map: str | None = None
     batch_tokens: int = Field(default=4096, ge=1)  # padded tokens per forward pass
     chunk_questions: int = Field(default=16, ge=1)  # questions per cache shard
+
+    @property
+    def n_tail_samples(self) -> int:
+        """Tail samples the cache holds: none for a full cache (it has no tail)."""
+        return 0 if self.top_k is None else self.tail_samples
 
     def engine_options(self) -> EngineOptions:
         return EngineOptions(engine="hf", dtype=self.dtype, device=self.device,
@@ -186,7 +195,8 @@ def diverge(run: Run, roles: list[str] | None = None, options: DivergeOptions = 
         comp_sha, comp_vocab, _ = tokenizer_identity(info.path)
         check_same_tokenizer(role, (base_sha, base_vocab), (comp_sha, comp_vocab), info.spec)
     seqs, questions = baseline_sequences(run, tokenizer)
-    cache = BaselineCache(run.divergence_dir / BaselineCache.folder_name(options.top_k))
+    cache = BaselineCache(run.divergence_dir / BaselineCache.folder_name(
+        options.top_k, options.n_tail_samples))
     cache.check_header(tokenizer_sha256=base_sha, vocab_sha256=base_vocab,
                        baseline_fingerprint=baseline.fingerprint)
     todo = cache.check_sequences(seqs)
@@ -204,7 +214,8 @@ def diverge(run: Run, roles: list[str] | None = None, options: DivergeOptions = 
     for role, info in targets.items():
         t0 = time.perf_counter()
         run.mark_stage(f"diverge:{role}", started=True)
-        signature = {"top_k": options.top_k, "reverse": options.reverse, "jsd": options.jsd,
+        signature = {"top_k": options.top_k, "tail_samples": options.n_tail_samples,
+                     "reverse": options.reverse, "jsd": options.jsd,
                      "dtype": options.dtype, "model": info.spec,
                      "fingerprint": info.fingerprint.model_dump(mode="json")
                      if info.fingerprint else None}
@@ -234,15 +245,20 @@ def _merge_parts(cache: BaselineCache, parts_dir: Path, seqs: list[Sequence], ro
         pieces.append(parts[j].select([i]))
     kind = _kl_kind(options)
     return TokenArrays.concat(pieces, meta={
-        "role": role, "compressed": info.spec, "top_k": options.top_k, "kl_kind": kind[0],
-        "reverse_jsd_kind": kind[1]})
+        "role": role, "compressed": info.spec, "top_k": options.top_k,
+        "tail_samples": options.n_tail_samples, "kl_kind": kind[0], "reverse_jsd_kind": kind[1]})
 
 
 def _kl_kind(options: DivergeOptions) -> tuple[KLKind, str | None]:
-    exact = options.top_k is None
+    if options.top_k is None:
+        kind: KLKind = "exact"
+    elif options.n_tail_samples:
+        kind = "top-k + tail estimate"
+    else:
+        kind = "top-k lower bound"
     extra = None if not (options.reverse or options.jsd) else (
-        "exact" if exact else "bucketed lower bound")
-    return ("exact" if exact else "top-k lower bound"), extra
+        "bucketed lower bound" if kind == "top-k lower bound" else kind)
+    return kind, extra
 
 
 def _write_outputs(run: Run, role: str, arrays: TokenArrays, ids: dict[str, int | str],
@@ -257,7 +273,9 @@ def _write_outputs(run: Run, role: str, arrays: TokenArrays, ids: dict[str, int 
     cache_info = CacheInfo(
         path=str(cache.root), top_k=header.top_k, vocab_size=header.vocab_size,
         n_sequences=len(seqs), n_tokens=n_tokens, bytes=size, bytes_per_token=bpt,
-        payload_bytes_per_token=payload_bytes_per_token(header.top_k, header.vocab_size),
+        tail_samples=header.tail_samples,
+        payload_bytes_per_token=payload_bytes_per_token(header.top_k, header.vocab_size,
+                                                        header.tail_samples),
         llama_cpp_bytes_per_token=llama, times_smaller_than_llama_cpp=llama / bpt,
         mean_tail_mass=cache.mean_tail_mass(), sequences_sha256=sequences_sha256(seqs))
     kind, extra = _kl_kind(options)

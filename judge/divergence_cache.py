@@ -1,13 +1,16 @@
 """Files of the divergence stage: the baseline top-K cache and the per-token arrays of each role.
 
-Baseline cache, one folder per K (``RUN/divergence/baseline.k64.cache/``, ``baseline.full.cache/``)::
+Baseline cache, one folder per K and tail-sample count (``RUN/divergence/baseline.k64s16.cache/``,
+``baseline.k64.cache/`` without tail samples, ``baseline.full.cache/``)::
 
     header.json        CacheHeader: format version, K, vocabulary size, tokenizer and vocab hashes,
-                       the baseline model; written once, before the first shard
+                       the baseline model, the number S of tail samples; written once, before
+                       the first shard
     shard-00000.npz    a chunk of questions: their sequences (token ids, prompt lengths, sha256)
     shard-00001.npz    and, per scored position, the top-K log-probs (float32, descending) and
-    ...                ids (uint16 when the vocabulary fits, else int32), the log tail mass and
-                       the log-prob of the actual token (float32)
+    ...                ids (uint16 when the vocabulary fits, else int32), the log tail mass, the
+                       log-prob of the actual token (float32), and S token ids drawn from the tail
+                       with their log-probs (see `judge.divergence_math`)
 
 A full cache (K = vocabulary) keeps all V log-probs per position, in token order, and no ids.
 Every file is written to a temporary name, fsynced and moved into place, so a crash leaves whole
@@ -33,7 +36,8 @@ import numpy as np
 from judge.errors import RunFolderError, TokenizerMismatchError
 from judge.schemas import ModelFingerprint, Record
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2 added the tail samples; a version-1 cache reads as S = 0
+READABLE_CACHE_VERSIONS = (1, 2)
 TOKENS_FORMAT_VERSION = 1
 LLAMA_CPP_BYTES_PER_VOCAB = 2  # llama-perplexity --kl-divergence-base stores uint16 per token
 
@@ -99,6 +103,7 @@ def _meta(z: np.lib.npyio.NpzFile) -> dict:
 class CacheHeader(Record):
     format_version: int = CACHE_FORMAT_VERSION
     top_k: int | None  # None: full log-probs (exact)
+    tail_samples: int = 0  # S tail draws per position (0 for a full cache)
     vocab_size: int
     tokenizer_sha256: str
     vocab_sha256: str
@@ -120,6 +125,8 @@ class Shard:
     ids: np.ndarray | None  # (N, K) uint16/int32; None for a full cache
     log_tail: np.ndarray  # (N,) float32
     logp_target: np.ndarray  # (N,) float32
+    tail_ids: np.ndarray | None = None  # (N, S) uint16/int32
+    tail_logp: np.ndarray | None = None  # (N, S) float32
 
 
 class BaselineCache:
@@ -129,8 +136,10 @@ class BaselineCache:
         self.root = Path(root)
 
     @staticmethod
-    def folder_name(top_k: int | None) -> str:
-        return f"baseline.{'full' if top_k is None else f'k{top_k}'}.cache"
+    def folder_name(top_k: int | None, tail_samples: int = 0) -> str:
+        if top_k is None:
+            return "baseline.full.cache"
+        return f"baseline.k{top_k}{f's{tail_samples}' if tail_samples else ''}.cache"
 
     @property
     def header_path(self) -> Path:
@@ -140,10 +149,10 @@ class BaselineCache:
         if not self.header_path.is_file():
             return None
         raw = json.loads(self.header_path.read_text(encoding="utf-8"))
-        if raw.get("format_version") != CACHE_FORMAT_VERSION:
-            raise RunFolderError(f"baseline cache format {raw.get('format_version')!r} is not the "
-                                 f"supported {CACHE_FORMAT_VERSION}; delete the folder to rebuild it",
-                                 path=self.root)
+        if raw.get("format_version") not in READABLE_CACHE_VERSIONS:
+            raise RunFolderError(f"baseline cache format {raw.get('format_version')!r} is not a "
+                                 f"supported one {READABLE_CACHE_VERSIONS}; delete the folder to "
+                                 "rebuild it", path=self.root)
         return CacheHeader.model_validate(raw)
 
     def check_header(self, *, tokenizer_sha256: str, vocab_sha256: str,
@@ -203,7 +212,9 @@ class BaselineCache:
         return self.root / f"shard-{n:05d}.npz"
 
     def write_shard(self, seqs: list[Sequence], logp: np.ndarray, ids: np.ndarray | None,
-                    log_tail: np.ndarray, logp_target: np.ndarray, vocab_size: int) -> Path:
+                    log_tail: np.ndarray, logp_target: np.ndarray, vocab_size: int,
+                    tail_ids: np.ndarray | None = None,
+                    tail_logp: np.ndarray | None = None) -> Path:
         """Write one shard atomically; rows of all sequences concatenated in order."""
         dt = id_dtype(vocab_size)
         seq_off = np.cumsum([0] + [len(s.ids) for s in seqs], dtype=np.int64)
@@ -227,6 +238,9 @@ class BaselineCache:
         }
         if ids is not None:
             arrays["ids"] = ids.astype(dt, copy=False)
+        if tail_ids is not None and tail_logp is not None:
+            arrays["tail_ids"] = tail_ids.astype(dt, copy=False)
+            arrays["tail_logp"] = tail_logp.astype(np.float32, copy=False)
         path = self.next_shard_path()
         _save_npz(path, arrays)
         return path
@@ -248,7 +262,9 @@ class BaselineCache:
             return Shard(name=path.name, uid=_meta(z)["uid"], seqs=seqs,
                          pos_offsets=z["pos_offsets"], logp=z["logp"],
                          ids=z["ids"] if "ids" in z.files else None, log_tail=z["log_tail"],
-                         logp_target=z["logp_target"])
+                         logp_target=z["logp_target"],
+                         tail_ids=z["tail_ids"] if "tail_ids" in z.files else None,
+                         tail_logp=z["tail_logp"] if "tail_logp" in z.files else None)
 
     def mean_tail_mass(self) -> float:
         """Mean over cached positions of the baseline's probability outside the top K."""
@@ -264,17 +280,18 @@ class BaselineCache:
             self.header_path.stat().st_size if self.header_path.is_file() else 0)
 
 
-def payload_bytes_per_token(top_k: int | None, vocab_size: int) -> int:
-    """Bytes one scored position costs in the cache: K log-probs + K ids + tail + target."""
+def payload_bytes_per_token(top_k: int | None, vocab_size: int, tail_samples: int = 0) -> int:
+    """Bytes one scored position costs in the cache: K log-probs + K ids + tail + target, and
+    an id + a log-prob per tail sample."""
     if top_k is None:
         return 4 * vocab_size + 8
-    return top_k * (4 + id_dtype(vocab_size).itemsize) + 8
+    return (top_k + tail_samples) * (4 + id_dtype(vocab_size).itemsize) + 8
 
 
 # --------------------------------------------------------------------------- per-token arrays
 
 TOKEN_ARRAYS = ("token_ids", "kl", "same_top1", "dp", "nll_base", "nll_comp")
-OPTIONAL_ARRAYS = ("reverse_kl", "jsd")
+OPTIONAL_ARRAYS = ("reverse_kl", "jsd", "kl_bound")
 
 
 @dataclass
@@ -297,6 +314,7 @@ class TokenArrays:
     nll_comp: np.ndarray  # (N,) float32
     reverse_kl: np.ndarray | None = None
     jsd: np.ndarray | None = None
+    kl_bound: np.ndarray | None = None  # (N,) float32: the top-K lower bound, when kl is estimated
     meta: dict | None = None
 
     @property

@@ -97,14 +97,18 @@ def baseline_pass(cache: BaselineCache, todo: list[Sequence], model_info: ModelI
                 for i, logits in answer_logits(model, device, chunk, options.batch_tokens):
                     vocab = logits.shape[-1]
                     tgt = torch.tensor(chunk[i].targets, dtype=torch.long, device=logits.device)
-                    r = topk_cache(logits, tgt, options.top_k)
-                    rows[i] = {"logp": r.logp.cpu().numpy(), "log_tail": r.log_tail.cpu().numpy(),
-                               "logp_target": r.logp_target.cpu().numpy(),
-                               "ids": None if r.ids is None else r.ids.cpu().numpy()}
+                    r = topk_cache(logits, tgt, options.top_k,
+                                   n_tail_samples=options.n_tail_samples)
+                    rows[i] = {"logp": r.logp, "log_tail": r.log_tail,
+                               "logp_target": r.logp_target, "ids": r.ids,
+                               "tail_ids": r.tail_ids, "tail_logp": r.tail_logp}
+                    rows[i] = {k: None if v is None else v.cpu().numpy()
+                               for k, v in rows[i].items()}
                 head = cache.header()
                 if head is None:
                     cache.write_header(CacheHeader(
-                        top_k=options.top_k, vocab_size=vocab, tokenizer_sha256=identity[0],
+                        top_k=options.top_k, tail_samples=options.n_tail_samples,
+                        vocab_size=vocab, tokenizer_sha256=identity[0],
                         vocab_sha256=identity[1], baseline_spec=model_info.spec,
                         baseline_fingerprint=model_info.fingerprint, dtype=options.dtype,
                         created=time.time()))
@@ -115,7 +119,8 @@ def baseline_pass(cache: BaselineCache, todo: list[Sequence], model_info: ModelI
                 cat = {k: (None if rows[0][k] is None else np.concatenate([rows[i][k] for i in order]))
                        for k in rows[0]}
                 cache.write_shard(chunk, cat["logp"], cat["ids"], cat["log_tail"],
-                                  cat["logp_target"], vocab)
+                                  cat["logp_target"], vocab, tail_ids=cat["tail_ids"],
+                                  tail_logp=cat["tail_logp"])
                 adv(len(chunk), tokens=sum(s.n_answer for s in chunk))
     finally:
         _free(model)
@@ -172,8 +177,11 @@ def compressed_pass(cache: BaselineCache, parts_dir: Path, model_info: ModelInfo
                     ids = None if ids is None else ids.to(torch.int64)
                     logp = t(shard.logp)
                     top1 = ids[:, 0] if ids is not None else logp.argmax(dim=-1)
+                    tail_ids = t(shard.tail_ids)
                     rows = CacheRows(logp=logp, ids=ids, log_tail=t(shard.log_tail),
-                                     logp_target=t(shard.logp_target), top1=top1)
+                                     logp_target=t(shard.logp_target), top1=top1,
+                                     tail_ids=None if tail_ids is None else tail_ids.to(torch.int64),
+                                     tail_logp=t(shard.tail_logp))
                     tgt = torch.tensor(shard.seqs[i].targets, dtype=torch.long, device=dev)
                     out = divergence_from_cache(rows, logits, tgt, reverse=options.reverse,
                                                 jsd=options.jsd)
@@ -195,4 +203,4 @@ def _one_segment(seq: Sequence, r: dict[str, np.ndarray]) -> TokenArrays:
                        categories=[seq.category], offsets=np.array([0, seq.n_answer], dtype=np.int64),
                        token_ids=r["token_ids"], kl=r["kl"], same_top1=r["same_top1"], dp=r["dp"],
                        nll_base=r["nll_base"], nll_comp=r["nll_comp"], reverse_kl=r.get("reverse_kl"),
-                       jsd=r.get("jsd"))
+                       jsd=r.get("jsd"), kl_bound=r.get("kl_bound"))

@@ -14,12 +14,13 @@ import numpy as np
 from judge.divergence_cache import TokenArrays
 from judge.schemas import KLSummary, Record, TurnDivergence
 
-KLKind = Literal["exact", "top-k lower bound"]
+KLKind = Literal["exact", "top-k lower bound", "top-k + tail estimate"]
 
 
 class CacheInfo(Record):
     path: str
     top_k: int | None
+    tail_samples: int = 0  # tail draws per position
     vocab_size: int
     n_sequences: int
     n_tokens: int  # scored positions
@@ -28,8 +29,8 @@ class CacheInfo(Record):
     payload_bytes_per_token: int  # the per-position rows alone
     llama_cpp_bytes_per_token: int  # 2 bytes x vocabulary
     times_smaller_than_llama_cpp: float
-    # mean baseline probability outside the top K (0 for a full cache). The cached KL misses
-    # exactly p_tail x KL(baseline ‖ compressed within the tail), so a large tail means a loose bound
+    # mean baseline probability outside the top K (0 for a full cache). The bound misses exactly
+    # p_tail x KL(baseline ‖ compressed within the tail), which the tail samples estimate
     mean_tail_mass: float
     sequences_sha256: str
 
@@ -42,7 +43,7 @@ class DivergenceSummary(Record):
     compressed: str
     top_k: int | None
     kl_kind: KLKind
-    reverse_jsd_kind: Literal["exact", "bucketed lower bound"] | None
+    reverse_jsd_kind: Literal["exact", "bucketed lower bound", "top-k + tail estimate"] | None
     dtype: str
     cache: CacheInfo
     overall: KLSummary
@@ -66,7 +67,8 @@ def summarize(arrays: TokenArrays, mask: np.ndarray | None = None) -> KLSummary:
 
     nll_base, nll_comp = f64(arrays.nll_base), f64(arrays.nll_comp)
     return kl_summary(f64(arrays.kl), arrays.same_top1[m], np.exp(-nll_base), np.exp(-nll_comp),
-                      nll_base, nll_comp, reverse_kl=f64(arrays.reverse_kl), jsd=f64(arrays.jsd))
+                      nll_base, nll_comp, reverse_kl=f64(arrays.reverse_kl), jsd=f64(arrays.jsd),
+                      kl_bound=f64(arrays.kl_bound))
 
 
 def grouped_summaries(arrays: TokenArrays, label: list[str]) -> dict[str, KLSummary]:
@@ -104,6 +106,8 @@ def _stat_lines(s: KLSummary) -> list[tuple[str, str]]:
              ("same top-1 %", _pm(100 * s.same_top1, 100 * s.same_top1_se, ".2f", ".2f")),
              ("mean Δp %", _num(100 * s.dp_mean, ".3f")), ("RMS Δp %", _num(100 * s.dp_rms, ".3f")),
              ("ln PPL ratio", _pm(s.log_ppl_ratio, s.log_ppl_ratio_se))]
+    if s.kl_bound_mean is not None:
+        lines.append(("mean KL bound", _num(s.kl_bound_mean)))
     if s.reverse_kl_mean is not None:
         lines.append(("mean reverse KL", _num(s.reverse_kl_mean)))
     if s.jsd_mean is not None:
@@ -119,7 +123,9 @@ def summary_table(summary: DivergenceSummary) -> Any:
     from rich.markup import escape
     from rich.table import Table
 
-    kind = "exact" if summary.top_k is None else f"top-{summary.top_k} lower bound"
+    kind = {"exact": "exact", "top-k lower bound": f"top-{summary.top_k} lower bound",
+            "top-k + tail estimate": f"top-{summary.top_k} + {summary.cache.tail_samples} tail "
+            "samples"}[summary.kl_kind]
     title = escape(f"{summary.role}: KL({summary.baseline} ‖ {summary.compressed}) in nats, {kind}")
     main = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, caption_justify="left")
     scopes = [("all", summary.overall)] + [(f"turn {t}", s) for t, s in summary.per_turn.items()]
@@ -135,8 +141,12 @@ def summary_table(summary: DivergenceSummary) -> Any:
              "smaller"]
     if summary.top_k is not None:
         notes.append(f"mean baseline mass outside the top {summary.top_k}: "
-                     f"{100 * c.mean_tail_mass:.2f}% (the bound misses that mass's own divergence; "
-                     "--top-k full is exact)")
+                     f"{100 * c.mean_tail_mass:.2f}%")
+    if summary.kl_kind == "top-k + tail estimate":
+        notes.append("KL = the top-K lower bound (\"mean KL bound\") + an unbiased estimate of the "
+                     "divergence inside the tail; --top-k full is exact")
+    elif summary.kl_kind == "top-k lower bound":
+        notes.append("the bound misses the divergence inside the tail; --top-k full is exact")
     if summary.reverse_jsd_kind == "bucketed lower bound":
         notes.append("reverse KL and JSD are bucketed lower bounds")
     main.caption = escape("; ".join(notes))

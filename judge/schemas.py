@@ -309,6 +309,7 @@ class KLSummary(Record):
     log_ppl_ratio_se: float
     reverse_kl_mean: float | None = None
     jsd_mean: float | None = None
+    kl_bound_mean: float | None = None  # the top-K lower bound, when kl_mean is an estimate
 
 
 class TurnDivergence(Record):

@@ -401,6 +401,7 @@ def kl_summary(
     *,
     reverse_kl: ArrayLike | None = None,
     jsd: ArrayLike | None = None,
+    kl_bound: ArrayLike | None = None,
 ) -> KLSummary:
     """llama.cpp's ``--kl-divergence`` statistics over n token positions (all arrays shape (n,)).
 
@@ -417,7 +418,7 @@ def kl_summary(
     * log_ppl_ratio = mean nll_comp - mean nll_base = mean d with d = nll_comp - nll_base;
       log_ppl_ratio_se = SE of the mean of d, which equals llama.cpp's
       sqrt(se_comp^2 + se_base^2 - 2 cov(nll_comp, nll_base) / n).
-    * reverse_kl_mean, jsd_mean: plain means when those arrays are given, else None.
+    * reverse_kl_mean, jsd_mean, kl_bound_mean: plain means when those arrays are given, else None.
 
     n = 0 gives NaN everywhere (n_tokens = 0). NaN in the inputs propagates.
     """
@@ -434,6 +435,8 @@ def kl_summary(
         arrays["reverse_kl"] = _as_1d("reverse_kl", reverse_kl)
     if jsd is not None:
         arrays["jsd"] = _as_1d("jsd", jsd)
+    if kl_bound is not None:
+        arrays["kl_bound"] = _as_1d("kl_bound", kl_bound)
     for name, arr in arrays.items():
         if len(arr) != n:
             raise ValueError(f"{name} has {len(arr)} positions but kl has {n}")
@@ -464,4 +467,5 @@ def kl_summary(
         log_ppl_ratio_se=_se_of_mean(d_nll),
         reverse_kl_mean=_mean(arrays["reverse_kl"]) if "reverse_kl" in arrays else None,
         jsd_mean=_mean(arrays["jsd"]) if "jsd" in arrays else None,
+        kl_bound_mean=_mean(arrays["kl_bound"]) if "kl_bound" in arrays else None,
     )

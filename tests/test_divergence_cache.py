@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -41,6 +43,8 @@ def test_shard_round_trip_and_resume(tmp_path):
     cache = BaselineCache(tmp_path / BaselineCache.folder_name(4))
     assert cache.root.name == "baseline.k4.cache"
     assert BaselineCache.folder_name(None) == "baseline.full.cache"
+    assert BaselineCache.folder_name(64, 16) == "baseline.k64s16.cache"
+    assert BaselineCache.folder_name(None, 16) == "baseline.full.cache"  # no tail to sample
     seqs = _seqs()
     assert cache.check_sequences(seqs) == seqs  # empty cache: everything to do
     cache.write_header(_header())
@@ -59,6 +63,16 @@ def test_shard_round_trip_and_resume(tmp_path):
     np.testing.assert_array_equal(shard.logp_target, target)
     assert shard.pos_offsets.tolist() == [0, 2, 3]
     assert cache.next_shard_path().name == "shard-00001.npz"
+    assert shard.tail_ids is None and shard.tail_logp is None  # written without tail samples
+    tail_ids = rng.integers(0, 65536, (2, 3))  # question q2 has two answer tokens
+    tail_logp = -rng.random((2, 3)).astype(np.float32) - 10
+    logp, ids, tail, target = _rows(2, 4, rng)
+    shard = cache.read_shard(cache.write_shard(seqs[2:], logp, ids, tail, target, vocab_size=65536,
+                                               tail_ids=tail_ids, tail_logp=tail_logp))
+    assert shard.tail_ids.dtype == np.uint16
+    np.testing.assert_array_equal(shard.tail_ids.astype(np.int64), tail_ids)
+    np.testing.assert_array_equal(shard.tail_logp, tail_logp)
+    assert cache.check_sequences(seqs) == []
     # a changed baseline answer is refused, not silently mixed in
     changed = [Sequence("1", 2, "math", (5, 6, 7, 8, 9, 4, 3), 6)]
     with pytest.raises(RunFolderError, match="other tokens for question 1 turn 2"):
@@ -91,6 +105,11 @@ def test_header_refuses_other_tokenizer_or_baseline(tmp_path):
     with pytest.raises(RunFolderError, match="another baseline model"):
         cache.check_header(tokenizer_sha256="t" * 64, vocab_sha256="v" * 64,
                            baseline_fingerprint=other)
+    version1 = json.loads(cache.header_path.read_text())
+    version1["format_version"] = 1  # written before tail samples existed: readable, S = 0
+    del version1["tail_samples"]
+    cache.header_path.write_text(json.dumps(version1))
+    assert cache.header().tail_samples == 0
     cache.header_path.write_text('{"format_version": 99}')
     with pytest.raises(RunFolderError, match="format 99"):
         cache.header()
@@ -102,6 +121,9 @@ def test_payload_bytes_per_token():
     assert payload_bytes_per_token(64, 128_256) == 64 * 8 + 8  # int32 ids
     assert payload_bytes_per_token(None, 49152) == 4 * 49152 + 8
     assert 2 * 49152 / payload_bytes_per_token(64, 49152) > 250
+    # + 16 tail samples, an id and a log-prob each: (64 + 16) * 6 + 8, still > 200x below llama.cpp
+    assert payload_bytes_per_token(64, 49152, 16) == 488
+    assert 2 * 49152 / payload_bytes_per_token(64, 49152, 16) > 200
 
 
 def _arrays(reverse: bool) -> TokenArrays:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from judge.divergence_math import (bucket_divergences, divergence_from_cache, token_divergence,
-                                   topk_cache)
+from judge.divergence_math import (CacheRows, bucket_divergences, divergence_from_cache,
+                                   tail_samples, token_divergence, topk_cache)
 
 
 def _log(rows: list[list[float]]) -> torch.Tensor:
@@ -200,9 +200,9 @@ def test_model_against_itself_is_exactly_zero(random_logits):
     ties = base.clone()
     ties[:, 1] = ties.max(dim=1).values  # exact ties at the top
     for logits in (base, ties, base.bfloat16()):
-        for k in (8, None):
-            out = divergence_from_cache(topk_cache(logits, targets, k), logits, targets,
-                                        reverse=True, jsd=True)
+        for k, samples in ((8, 0), (8, 16), (None, 0)):
+            out = divergence_from_cache(topk_cache(logits, targets, k, n_tail_samples=samples),
+                                        logits, targets, reverse=True, jsd=True)
             for key in ("kl", "reverse_kl", "jsd", "dp"):
                 assert (out[key] == 0).all(), (k, key)
             assert out["same_top1"].all()
@@ -216,3 +216,93 @@ def test_empty_positions():
     rows = topk_cache(empty, tgt, 8)
     out = divergence_from_cache(rows, empty, tgt)
     assert out["kl"].shape == (0,)
+
+
+# --------------------------------------------------------------------------- tail samples
+
+
+def test_tail_estimate_by_hand():
+    # P = (0.4, 0.3, 0.15, 0.15), Q = (0.3, 0.3, 0.1, 0.3), K = 2: the tail is tokens {2, 3} with
+    # p̃ = (1/2, 1/2), so S = 2 systematic draws take each tail token once, whatever the offset,
+    # and the estimate is the exact value; the bound misses p_tail x KL(p̃ ‖ q̃).
+    p, q = [0.4, 0.3, 0.15, 0.15], [0.3, 0.3, 0.1, 0.3]
+    lp, lq, tgt = _log([p]), _log([q]), torch.tensor([0])
+    rows = topk_cache(lp, tgt, 2, n_tail_samples=2)
+    assert sorted(rows.tail_ids[0].tolist()) == [2, 3]
+    np.testing.assert_allclose(rows.tail_logp[0].numpy(), np.log([0.15, 0.15]), rtol=1e-6)
+    out = divergence_from_cache(rows, lq, tgt, reverse=True, jsd=True)
+    kl = sum(a * math.log(a / b) for a, b in zip(p, q))  # 0.0719205...
+    bound = 0.4 * math.log(4 / 3) + 0 + 0.3 * math.log(0.3 / 0.4)
+    rkl = sum(b * math.log(b / a) for a, b in zip(p, q))
+    js = sum(0.5 * a * math.log(2 * a / (a + b)) + 0.5 * b * math.log(2 * b / (a + b))
+             for a, b in zip(p, q))
+    assert kl == pytest.approx(0.4 * math.log(4 / 3) + 0.15 * math.log(0.75), abs=1e-12)
+    assert kl == pytest.approx(0.0719205181, abs=1e-9)
+    assert out["kl_bound"].item() == pytest.approx(bound, abs=1e-6)
+    assert bound < kl - 0.04  # the tail matters here: 0.0288 vs 0.0719
+    assert out["kl"].item() == pytest.approx(kl, abs=1e-6)
+    assert out["reverse_kl"].item() == pytest.approx(rkl, abs=1e-6)
+    assert out["jsd"].item() == pytest.approx(js, abs=1e-6)
+
+
+def test_tail_draws_follow_the_tail_distribution():
+    # V = 6, K = 2: tail tokens 2..5 with p̃ = (0.1, 0.2, 0.3, 0.4); 4000 offsets x S = 1
+    probs = torch.tensor([[0.35, 0.25, 0.04, 0.08, 0.12, 0.16]], dtype=torch.float64)
+    lp = probs.log().float()
+    lp_tail = lp.clone()
+    lp_tail[0, :2] = -math.inf
+    log_tail = lp_tail.logsumexp(-1)
+    g = torch.Generator().manual_seed(1)
+    draws = torch.cat([tail_samples(lp_tail, log_tail, 1, g) for _ in range(4000)]).flatten()
+    counts = torch.bincount(draws, minlength=6).numpy()
+    assert counts[:2].tolist() == [0, 0]  # never a top-K token
+    expected = np.array([0.1, 0.2, 0.3, 0.4]) * 4000
+    sd = np.sqrt(expected * (1 - expected / 4000))
+    assert (np.abs(counts[2:] - expected) < 4 * sd).all(), counts
+    # systematic: S = 10 evenly spaced points hit each token in proportion, within one draw
+    many = tail_samples(lp_tail, log_tail, 10, g)[0]
+    assert (np.abs(np.bincount(many.numpy(), minlength=6)[2:] - [1, 2, 3, 4]) <= 1).all()
+
+
+def test_tail_estimate_is_unbiased_and_never_below_the_bound(random_logits):
+    base, comp, targets = random_logits  # 3001 tokens: a flat P with a heavy tail
+    exact = token_divergence(base, comp, targets, reverse=True, jsd=True)
+    rows = topk_cache(base, targets, 64, n_tail_samples=8)
+    assert rows.tail_ids.shape == (len(targets), 8)
+    assert not (rows.tail_ids[:, :, None] == rows.ids[:, None, :]).any()  # never a top-K token
+    lp = torch.log_softmax(base.float(), -1)
+    lp_tail = lp.scatter(1, rows.ids, -math.inf)
+    g = torch.Generator().manual_seed(7)
+    means: dict[str, list[float]] = {"kl": [], "reverse_kl": [], "jsd": []}
+    for _ in range(200):  # 200 independent offsets: the average converges to the exact value
+        draws = tail_samples(lp_tail, rows.log_tail, 8, g)
+        r = CacheRows(logp=rows.logp, ids=rows.ids, log_tail=rows.log_tail,
+                      logp_target=rows.logp_target, top1=rows.top1, tail_ids=draws,
+                      tail_logp=lp.gather(1, draws))
+        out = divergence_from_cache(r, comp, targets, reverse=True, jsd=True)
+        assert (out["kl"] >= out["kl_bound"]).all()  # every single estimate
+        for key in means:
+            means[key].append(float(out[key].double().mean()))
+    bound = float(out["kl_bound"].double().mean())
+    assert bound < 0.85 * float(exact["kl"].double().mean())  # a loose bound here (0.79 of exact)
+    for key, values in means.items():
+        v = np.array(values)
+        se = v.std(ddof=1) / math.sqrt(len(v))
+        truth = float(exact[key].double().mean())
+        assert abs(v.mean() - truth) < 4 * se + 1e-6, (key, v.mean(), truth, se)
+        assert abs(v.mean() / truth - 1) < 0.01, key
+
+
+def test_empty_tail_adds_nothing():
+    # all mass on the top 2 tokens (the rest at -inf): the tail is empty, the estimate is the bound
+    base = torch.full((3, 10), -math.inf)
+    base[:, :2] = torch.tensor([1.0, 0.5])
+    comp = torch.randn(3, 10)
+    tgt = torch.zeros(3, dtype=torch.long)
+    rows = topk_cache(base, tgt, 2, n_tail_samples=4)
+    assert torch.isinf(rows.log_tail).all()
+    out = divergence_from_cache(rows, comp, tgt, reverse=True, jsd=True)
+    for key in ("kl", "jsd"):
+        assert torch.isfinite(out[key]).all(), key
+    assert torch.equal(out["kl"], out["kl_bound"])
+    assert (out["reverse_kl"] == math.inf).all()  # Q has mass where P has none: +inf, not NaN
