@@ -180,6 +180,11 @@ class LocalJudgeServer:
                "--model", self.model_dir, "--served-model-name", self.served_name,
                "--host", "127.0.0.1", "--port", str(self.port), "--enforce-eager",
                "--max-model-len", str(self.max_model_len)]
+        from judge.engines import cuda_available, resolve_dtype
+
+        dtype = resolve_dtype("auto", on_cpu=not cuda_available())
+        if dtype != "auto":
+            cmd += ["--dtype", dtype]
         if _vllm_version() >= (0, 11):
             # compact JSON: under a schema a small judge otherwise fills the output with newlines
             cmd += ["--structured-outputs-config",

@@ -47,6 +47,25 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX; Linux flags)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(dtype: str, *, on_cpu: bool) -> str:
+    """``auto`` is the checkpoint's own dtype, except on a CPU without native bfloat16, where
+    half-precision matmuls are emulated: there ``auto`` means float32 (measured on a 2-core AVX2
+    machine: vLLM 2.5x and transformers scoring ~4x faster than bfloat16)."""
+    if dtype == "auto" and on_cpu and not cpu_has_native_bf16():
+        return "float32"
+    return dtype
+
+
 def configure_vllm_cpu_env() -> None:
     """vLLM's CPU backend reserves a core and a tiny KV cache by default; use every core instead."""
     if cuda_available():

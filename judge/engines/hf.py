@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from judge.config import EngineOptions
-from judge.engines import Completion, cuda_available
+from judge.engines import Completion, cuda_available, resolve_dtype
 from judge.errors import EngineError
 from judge.schemas import SamplingSpec
 
@@ -31,7 +31,8 @@ def load_hf_model(model_dir: str, options: EngineOptions):
 
     on_gpu = cuda_available()
     device = options.device or ("cuda" if on_gpu else "cpu")
-    kwargs: dict[str, object] = {"dtype": torch_dtype(options.dtype),
+    on_cpu = not options.device_map and device == "cpu"
+    kwargs: dict[str, object] = {"dtype": torch_dtype(resolve_dtype(options.dtype, on_cpu=on_cpu)),
                                  "trust_remote_code": options.trust_remote_code}
     if options.device_map:
         kwargs["device_map"] = options.device_map

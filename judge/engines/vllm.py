@@ -7,7 +7,7 @@ by default (20 s start instead of ~100 s compiled) and sets the CPU thread/KV-ca
 from __future__ import annotations
 
 from judge.config import EngineOptions
-from judge.engines import Completion, configure_vllm_cpu_env, cuda_available
+from judge.engines import Completion, configure_vllm_cpu_env, cuda_available, resolve_dtype
 from judge.errors import EngineError
 from judge.schemas import SamplingSpec
 
@@ -24,7 +24,8 @@ class VLLMEngine:
         on_gpu = cuda_available()
         eager = options.enforce_eager if options.enforce_eager is not None else not on_gpu
         kwargs: dict[str, object] = {
-            "model": model_dir, "tokenizer": model_dir, "dtype": options.dtype, "seed": seed,
+            "model": model_dir, "tokenizer": model_dir,
+            "dtype": resolve_dtype(options.dtype, on_cpu=not on_gpu), "seed": seed,
             "enforce_eager": eager, "trust_remote_code": options.trust_remote_code,
             "tensor_parallel_size": options.tensor_parallel_size,
         }
