@@ -34,9 +34,13 @@ def test_all_eight_templates_load_and_hash_their_file(prompts) -> None:
 
 
 def test_templates_describe_the_whole_verdict_schema(prompts) -> None:
-    """Every issue kind and every field the schema requires is spelled out to the judge."""
+    """Every issue kind and every field the schema requires is spelled out to the judge, in the
+    system message: it has no placeholders, so every request of a template starts with the same
+    long prefix, which a server's prefix cache (vLLM) or prompt cache (OpenAI) computes once."""
     for name, template in prompts.templates.items():
-        text = template.user
+        assert "{{" not in template.system, name
+        assert "Reply with one JSON object" in template.system, name
+        text = template.system
         for kind in ISSUE_KINDS:
             assert f'"{kind}"' in text, (name, kind)
         if name.startswith("pair"):
