@@ -2,9 +2,11 @@
 reuses the baseline's files, and resume after SIGKILL during grading without re-requesting any
 finished judgment.
 
-Models, generation and divergence are real. The judge is the OpenAI-compatible server from
-tests/fake_openai.py on 127.0.0.1 (it counts every request): the real local vLLM judge is covered by
-tests/test_judge_server.py, and on this CPU it takes minutes per run, too slow to repeat here.
+Models, generation and divergence are real. The README's main command runs once as users run it:
+no models named, so the embedded demo (smollm2-135m against its INT4 variant) with the real local
+judge, vLLM's OpenAI server on 127.0.0.1, started and stopped by judge itself; only the question set
+(two of the smoke set's kind instead of eight) and the answers are shortened, to save CI minutes. The other tests use the OpenAI-compatible server from
+tests/fake_openai.py on 127.0.0.1, which counts every request, to prove resume and reuse exactly.
 """
 
 from __future__ import annotations
@@ -178,3 +180,34 @@ def test_sweep_reuses_baseline_and_resumes_after_sigkill_in_grading(demo_run, tm
     asked_again = [r for r in later
                    if any(m.get("content") in prompts_done for m in r.get("messages", []))]
     assert asked_again == []
+
+
+def test_readme_demo_with_the_real_local_judge(base_model, int4_model, tmp_path):
+    """`judge compare` with no models: vLLM generation, divergence, the local vLLM judge, report."""
+    q = tmp_path / "q.jsonl"
+    q.write_text("".join(json.dumps(x) + "\n" for x in QUESTIONS), encoding="utf-8")
+    run_dir = tmp_path / "demo"
+    proc = run_judge("compare", "--run", str(run_dir), "-q", str(q), "--max-new-tokens", "32",
+                     "--no-progress", timeout=1500)
+    run = Run(run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["config"]["compare"]["judge"]["spec"] == "local:smollm2-135m"
+    assert manifest["models"]["baseline"]["spec"] == "smollm2-135m"
+    assert manifest["models"]["compressed"]["spec"] == "smollm2-135m-int4"
+    for role in ("baseline", "compressed"):
+        answers = read_jsonl(run.answers_path(role), Answer)
+        assert len(answers) == 2 and all(a.engine == "vllm" for a in answers)
+    div = (run_dir / "divergence" / "compressed.jsonl").read_text().splitlines()
+    assert len(div) == 4
+    single = read_jsonl(run.single_path, SingleJudgment)
+    pairs = read_jsonl(run.pairwise_path, PairJudgment)
+    # 2 questions x 2 turns x 2 roles graded, 2 x 2 swapped games; each judgment once
+    assert len(single) == len({(r.question_id, r.turn, r.role) for r in single}) == 8
+    assert len(pairs) == len({(r.question_id, r.turn) for r in pairs}) == 4
+    ok = [r for r in single if r.status == "ok"]
+    assert ok and all(1 <= r.score <= 10 for r in ok)
+    assert {r.judge[0] for r in single} == {"smollm2-135m"}
+    assert "judge-server.log" in {p.name for p in (run_dir / "logs").iterdir()}
+    for name in ("scorecard.json", "scorecard.md", "report.html", "flagged.jsonl"):
+        assert (run_dir / name).is_file(), name
+    assert "Verdict" in proc.stdout and "report.html" in proc.stdout
