@@ -217,7 +217,7 @@ def grade(
     role: Annotated[Optional[list[str]], typer.Option("--role", help="Role(s) to grade against the baseline (default: every other role of the run).")] = None,
     questions: Annotated[Optional[str], typer.Option("--questions", "-q", help="Question set (default: the one in the run's manifest).")] = None,
     references: ReferencesOpt = None,
-    concurrency: Annotated[int, typer.Option(help="Judge requests in flight at once.")] = 8,
+    concurrency: Annotated[Optional[int], typer.Option(help="Judge requests in flight at once (default: 8; 16 for a local: judge).")] = None,
     max_retries: Annotated[int, typer.Option(help="Retries per judgment (429/5xx/timeouts/invalid output).")] = 4,
     timeout_s: Annotated[Optional[float], typer.Option("--timeout-s", help="Seconds per judge request (default: 300; 1800 for a local: judge, whose queue is ours).")] = None,
     max_tokens: Annotated[int, typer.Option(help="Token limit of each judge reply.")] = 1024,
@@ -234,7 +234,7 @@ def grade(
         raise ConfigError(f"--mode {mode!r}: use single, pairwise or both")
     if output_mode not in ("auto", "json_schema", "json_object", "text"):
         raise ConfigError(f"--output-mode {output_mode!r}: use auto, json_schema, json_object or text")
-    if concurrency < 1 or max_retries < 0 or (timeout_s is not None and timeout_s <= 0) or max_tokens < 1:
+    if (concurrency is not None and concurrency < 1) or max_retries < 0 or (timeout_s is not None and timeout_s <= 0) or max_tokens < 1:
         raise ConfigError("--concurrency and --max-tokens must be at least 1, --max-retries at least 0, "
                           "--timeout-s above 0")
     target = Run(resolve_run_dir(run))

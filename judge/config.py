@@ -71,7 +71,7 @@ class JudgeConfig(Record):
     spec: str = "local:smollm2-135m"  # OpenAI model name, a served model name, or local:MODEL
     base_url: str | None = None  # any OpenAI-compatible server
     mode: JudgeMode = "both"
-    concurrency: int = Field(default=8, ge=1, le=256)
+    concurrency: int | None = Field(default=None, ge=1, le=256)  # None: 8; 16 for a local judge
     max_retries: int = Field(default=4, ge=0, le=20)
     timeout_s: float = Field(default=120.0, gt=0)
 

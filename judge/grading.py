@@ -320,6 +320,8 @@ def check_endpoint_worked(summary: GradeSummary, where: str) -> None:
 
 LOCAL_MAX_TEXT_CHARS = 500  # caps a local judge's explanation (a small one repeats itself to the cap)
 LOCAL_TIMEOUT_S = 1800.0
+LOCAL_CONCURRENCY = 16  # our own server: more requests in flight batch better (1.18x over 8 here)
+REMOTE_CONCURRENCY = 8
 LOCAL_INVALID_RETRIES = 1  # a schema-enforced local judge at temperature 0 repeats an invalid reply
 REMOTE_TIMEOUT_S = 300.0
 
@@ -359,7 +361,8 @@ def _all_cached(plan: Plan, prompts: PromptSet, cache: Any, model: str, *, max_t
 
 def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None,
               mode: GradeMode = "both", roles: list[str] | None = None,
-              questions: list[Question] | None = None, concurrency: int = 8, max_retries: int = 4,
+              questions: list[Question] | None = None, concurrency: int | None = None,
+              max_retries: int = 4,
               timeout_s: float | None = None, max_tokens: int = 1024, output_mode: str = "auto",
               progress: bool = True, http_client: Any = None,
               max_text_chars: int | None = None) -> GradeSummary:
@@ -367,7 +370,8 @@ def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None
 
     A ``local:`` judge's server is started only when some request is not already in the run's
     judge cache, and stopped before this returns. ``max_text_chars`` caps the verdict's free text
-    in the schema sent (default: `LOCAL_MAX_TEXT_CHARS` for a local judge, none otherwise).
+    in the schema sent (default: `LOCAL_MAX_TEXT_CHARS` for a local judge, none otherwise);
+    ``concurrency`` defaults to `LOCAL_CONCURRENCY` for a local judge, `REMOTE_CONCURRENCY` otherwise.
     Raises `JudgeEndpointError` when every request of this call failed at the API (the failures
     are recorded first).
     """
@@ -391,6 +395,8 @@ def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None
     summary = GradeSummary(model_name, skipped_single=plan.skipped_single,
                            skipped_pairwise=plan.skipped_pairs)
     text_cap = max_text_chars or (LOCAL_MAX_TEXT_CHARS if spec.kind == "local" else None)
+    if concurrency is None:
+        concurrency = LOCAL_CONCURRENCY if spec.kind == "local" else REMOTE_CONCURRENCY
     if timeout_s is None:  # a local server's queue is ours: waiting in it is not a fault
         timeout_s = LOCAL_TIMEOUT_S if spec.kind == "local" else REMOTE_TIMEOUT_S
     if plan.single or plan.pairs:
