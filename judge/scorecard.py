@@ -33,7 +33,7 @@ from judge.scorecard_schema import (
     SummaryRow,
     VsControl,
 )
-from judge.scorecard_divergence import divergence_rows, kl_histogram
+from judge.scorecard_divergence import divergence_rows, kl_histogram, kl_method
 from judge.scorecard_flagged import build_flagged, flagged_counts
 from judge.scorecard_verdict import overall_verdict, section_verdict
 from judge.stats import CI, FlipCounts, flips, paired_bootstrap_mean_delta, spearman_ci, win_rate_ci
@@ -231,6 +231,7 @@ def build_section(data: RunData, role: str, s: Settings, n_flagged: int = 0,
     section = Section(
         role=role, model=model.name if model else None, n_questions=len(qs), grades=rows,
         head_to_head=h2h, flips=fl, divergence=div, kl_histogram=kl_histogram(data, role),
+        kl_method=kl_method(data, role) if div else None,
         kl_grade_spearman=rho, points=points, issues=issues, pair_issues=pair_issues,
         vs_control=ctrl, n_flagged=n_flagged,
         verdict=section_verdict(role, rows[0], h2h, fl, div, ctrl, s.alpha),

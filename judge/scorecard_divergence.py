@@ -9,15 +9,18 @@ the standard error of the mean need every token's KL, so they come from the per-
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
 from numpy.typing import NDArray
 
+from judge.errors import JudgeError
 from judge.schemas import MT_BENCH_CATEGORIES, TurnDivergence
 from judge.scorecard_data import ItemKey, RunData
 from judge.scorecard_schema import DivergenceRow, KLHistogram
 
+log = logging.getLogger(__name__)
 _LOWEST_EDGE_NATS = 1e-5  # the first histogram bin holds everything below (zeros included)
 
 
@@ -80,6 +83,25 @@ def divergence_rows(data: RunData, role: str) -> list[DivergenceRow]:
         scopes.append(("category", cat, [k for k in keys if cats[k] == cat]))
     return [_pool(scope, label, [div[k] for k in ks], _token_kl(data, role, ks))
             for scope, label, ks in scopes]
+
+
+def kl_method(data: RunData, role: str) -> str | None:
+    """How the role's KL was computed, in words, from its divergence summary; None without one."""
+    try:
+        from judge.divergence import load_summary
+
+        s = load_summary(data.run, role)
+    except (JudgeError, OSError, ValueError, ImportError) as err:
+        log.info("divergence summary of %s not read: %s", role, err)
+        return None
+    if s.kl_kind == "exact":
+        return "exact, over the whole vocabulary"
+    if s.kl_kind == "top-k lower bound":
+        return f"top-{s.top_k} lower bound (the tail's own divergence is missed; --top-k full is exact)"
+    bound = s.overall.kl_bound_mean
+    return (f"top-{s.top_k} log-probs + {s.cache.tail_samples} tail samples per token: the lower "
+            f"bound{'' if bound is None else f' ({bound:.4f})'} plus an unbiased estimate of the "
+            "tail's share")
 
 
 def kl_histogram(data: RunData, role: str) -> KLHistogram | None:

@@ -124,6 +124,7 @@ class Section(Record):
     head_to_head: HeadToHead | None = None
     flips: FlipCounts | None = None  # over reference-graded (question, turn) items
     divergence: list[DivergenceRow] = []
+    kl_method: str | None = None  # how KL was computed (exact, top-K bound, bound + tail estimate)
     kl_histogram: KLHistogram | None = None
     kl_grade_spearman: CI | None = None  # items: KL mean vs grade drop
     points: list[ItemPoint] = []

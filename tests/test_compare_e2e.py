@@ -107,6 +107,8 @@ def test_every_output_file(demo_run):
     assert manifest["config"]["compare"]["control"] == "batch"
     assert set(manifest["models"]) == {"baseline", "compressed", "control"}
     assert "Verdict" in stdout or "verdict" in stdout.lower()
+    # the scorecard says how its KL was computed: the default cache, bound + tail estimate
+    assert "KL: top-64 log-probs + 16 tail samples per token" in (run_dir / "scorecard.md").read_text()
 
 
 def test_rerun_and_config_replay_do_nothing_again(demo_run, judge_server):

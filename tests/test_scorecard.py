@@ -353,3 +353,26 @@ def test_scorecard_json_round_trip(run: Run) -> None:
     raw = json.loads((run.root / "scorecard.json").read_text())
     assert raw["format_version"] == 1
     assert len((run.root / "flagged.jsonl").read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("exact", "exact, over the whole vocabulary"),
+    ("top-k lower bound", "top-64 lower bound"),
+    ("top-k + tail estimate", "top-64 log-probs + 16 tail samples per token: the lower bound "
+                              "(0.2207) plus an unbiased estimate"),
+])
+def test_kl_method_names_how_kl_was_computed(run: Run, monkeypatch, kind, expected) -> None:
+    import judge.divergence
+    from judge.scorecard_divergence import kl_method
+
+    summary = SimpleNamespace(kl_kind=kind, top_k=None if kind == "exact" else 64,
+                              cache=SimpleNamespace(tail_samples=16),
+                              overall=SimpleNamespace(kl_bound_mean=0.22072))
+    monkeypatch.setattr(judge.divergence, "load_summary", lambda r, role: summary)
+    assert kl_method(load_run(run), "compressed").startswith(expected)
+
+
+def test_kl_method_is_none_without_a_summary(run: Run) -> None:
+    from judge.scorecard_divergence import kl_method
+
+    assert kl_method(load_run(run), "compressed") is None  # the synthetic run has no summary.json

@@ -113,7 +113,10 @@ def _tables(sec: Section, control: Section | None) -> str:
             [[f.n, f.n_dropped, f.correct_to_incorrect, f.incorrect_to_correct, fmt(f.flip_percent, 1),
               f"{pct(f.baseline_accuracy)} → {pct(f.compressed_accuracy)}", fmt(f.mcnemar_p, 3)]])]
     if sec.divergence:
-        out += ["<h3>Divergence KL(baseline‖compressed), nats</h3>", _table(
+        out += ["<h3>Divergence KL(baseline‖compressed), nats</h3>"]
+        if sec.kl_method:
+            out += [f"<p class=\"note\">KL: {escape(sec.kl_method, quote=True)}</p>"]
+        out += [_table(
             ["scope", "items", "tokens", "mean", "median", "p99", "max", "same top-1", "RMS Δp"],
             [[d.label, d.n_items, d.n_tokens, fmt(d.kl_mean, 4), fmt(d.kl_median, 4), fmt(d.kl_p99, 3),
               fmt(d.kl_max, 3), pct(d.same_top1), fmt(d.dp_rms, 4)] for d in sec.divergence])]

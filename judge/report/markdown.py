@@ -58,6 +58,8 @@ def _section(sec: Section, control: Section | None) -> list[str]:
                         fmt(f.mcnemar_p, 3)]])
     if sec.divergence:
         out += ["### Divergence KL(baseline‖compressed), nats", ""]
+        if sec.kl_method:
+            out += [f"KL: {cell(sec.kl_method)}", ""]
         out += _table(["scope", "items", "tokens", "mean", "median", "p99", "max", "same top-1", "RMS Δp"],
                       [[d.label, d.n_items, d.n_tokens, fmt(d.kl_mean, 4), fmt(d.kl_median, 4),
                         fmt(d.kl_p99, 3), fmt(d.kl_max, 3), pct(d.same_top1), fmt(d.dp_rms, 4)]

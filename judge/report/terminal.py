@@ -83,6 +83,9 @@ def _section(sec: Section, control: Section | None) -> list["RenderableType"]:
             div.add_row(_t(d.label), _t(d.n_items), _t(d.n_tokens), _t(fmt(d.kl_mean, 4)),
                         _t(fmt(d.kl_median, 4)), _t(fmt(d.kl_p99, 3)), _t(fmt(d.kl_max, 3)),
                         _t(pct(d.same_top1)))
+        if sec.kl_method:
+            div.caption = _t(f"KL: {sec.kl_method}")
+            div.caption_justify = "left"
         out.append(div)
     if sec.kl_grade_spearman is not None:
         rho = sec.kl_grade_spearman
