@@ -234,7 +234,8 @@ def grade(
         raise ConfigError(f"--mode {mode!r}: use single, pairwise or both")
     if output_mode not in ("auto", "json_schema", "json_object", "text"):
         raise ConfigError(f"--output-mode {output_mode!r}: use auto, json_schema, json_object or text")
-    if (concurrency is not None and concurrency < 1) or max_retries < 0 or (timeout_s is not None and timeout_s <= 0) or max_tokens < 1:
+    if ((concurrency is not None and concurrency < 1) or max_retries < 0
+            or (timeout_s is not None and timeout_s <= 0) or max_tokens < 1):
         raise ConfigError("--concurrency and --max-tokens must be at least 1, --max-retries at least 0, "
                           "--timeout-s above 0")
     target = Run(resolve_run_dir(run))
@@ -468,7 +469,15 @@ def main(argv: list[str] | None = None) -> None:
     def _terminate(signum: int, frame: object) -> None:  # SIGTERM unwinds like Ctrl-C, so engines
         raise KeyboardInterrupt  # and local judge servers are shut down, not orphaned
 
-    signal.signal(signal.SIGTERM, _terminate)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        _run(argv)
+    finally:  # called as a function (tests, scripts): leave the caller's handler as it was
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: list[str] | None) -> None:
+    """`main` without the signal set-up: the app, with every failure turned into one line."""
     try:
         app(args=argv, standalone_mode=False)
     except JudgeError as err:

@@ -99,11 +99,9 @@ def baseline_pass(cache: BaselineCache, todo: list[Sequence], model_info: ModelI
                     tgt = torch.tensor(chunk[i].targets, dtype=torch.long, device=logits.device)
                     r = topk_cache(logits, tgt, options.top_k,
                                    n_tail_samples=options.n_tail_samples)
-                    rows[i] = {"logp": r.logp, "log_tail": r.log_tail,
-                               "logp_target": r.logp_target, "ids": r.ids,
-                               "tail_ids": r.tail_ids, "tail_logp": r.tail_logp}
-                    rows[i] = {k: None if v is None else v.cpu().numpy()
-                               for k, v in rows[i].items()}
+                    rows[i] = {k: None if getattr(r, k) is None else getattr(r, k).cpu().numpy()
+                               for k in ("logp", "log_tail", "logp_target", "ids", "tail_ids",
+                                         "tail_logp")}
                 head = cache.header()
                 if head is None:
                     cache.write_header(CacheHeader(

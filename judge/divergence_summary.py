@@ -90,6 +90,19 @@ def turn_rows(arrays: TokenArrays, role: str, ids: dict[str, int | str]) -> list
 # --------------------------------------------------------------------------- terminal table
 
 
+def describe_kl(summary: DivergenceSummary) -> str:
+    """How the summary's KL was computed, in one sentence (the table caption and the scorecard)."""
+    if summary.kl_kind == "exact":
+        return "exact, over the whole vocabulary"
+    if summary.kl_kind == "top-k lower bound":
+        return (f"top-{summary.top_k} lower bound (the tail's own divergence is missed; --top-k "
+                "full is exact)")
+    bound = summary.overall.kl_bound_mean
+    return (f"top-{summary.top_k} log-probs + {summary.cache.tail_samples} tail samples per token: "
+            f"the lower bound{'' if bound is None else f' ({bound:.4f})'} plus an unbiased "
+            "estimate of the tail's share (--top-k full is exact)")
+
+
 def _num(x: float | None, fmt: str = ".4g") -> str:
     return "-" if x is None or x != x else format(x, fmt)  # x != x: NaN
 
@@ -142,11 +155,7 @@ def summary_table(summary: DivergenceSummary) -> Any:
     if summary.top_k is not None:
         notes.append(f"mean baseline mass outside the top {summary.top_k}: "
                      f"{100 * c.mean_tail_mass:.2f}%")
-    if summary.kl_kind == "top-k + tail estimate":
-        notes.append("KL = the top-K lower bound (\"mean KL bound\") + an unbiased estimate of the "
-                     "divergence inside the tail; --top-k full is exact")
-    elif summary.kl_kind == "top-k lower bound":
-        notes.append("the bound misses the divergence inside the tail; --top-k full is exact")
+    notes.append(f"KL: {describe_kl(summary)}")
     if summary.reverse_jsd_kind == "bucketed lower bound":
         notes.append("reverse KL and JSD are bucketed lower bounds")
     main.caption = escape("; ".join(notes))

@@ -145,7 +145,6 @@ def _die_with_parent() -> None:
     """In the server's child process: get SIGTERM when judge dies, even by SIGKILL (Linux only),
     so a killed run never leaves a vLLM server (and its engine) running."""
     import ctypes
-    import signal
 
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -216,8 +215,11 @@ class LocalJudgeServer:
             raise
 
     def _trap_sigterm(self) -> None:
-        """While the server runs, SIGTERM unwinds this process (so `stop` runs) instead of killing it."""
+        """While the server runs, SIGTERM unwinds this process (so `stop` runs) instead of killing it.
+        Only where nothing unwinds on SIGTERM yet: the CLI's own handler (`judge.cli.main`) is kept."""
         if threading.current_thread() is not threading.main_thread():
+            return
+        if callable(signal.getsignal(signal.SIGTERM)):
             return
 
         def unwind(signum: int, frame: object) -> None:

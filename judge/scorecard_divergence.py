@@ -94,14 +94,9 @@ def kl_method(data: RunData, role: str) -> str | None:
     except (JudgeError, OSError, ValueError, ImportError) as err:
         log.info("divergence summary of %s not read: %s", role, err)
         return None
-    if s.kl_kind == "exact":
-        return "exact, over the whole vocabulary"
-    if s.kl_kind == "top-k lower bound":
-        return f"top-{s.top_k} lower bound (the tail's own divergence is missed; --top-k full is exact)"
-    bound = s.overall.kl_bound_mean
-    return (f"top-{s.top_k} log-probs + {s.cache.tail_samples} tail samples per token: the lower "
-            f"bound{'' if bound is None else f' ({bound:.4f})'} plus an unbiased estimate of the "
-            "tail's share")
+    from judge.divergence_summary import describe_kl
+
+    return describe_kl(s)
 
 
 def kl_histogram(data: RunData, role: str) -> KLHistogram | None:

@@ -248,6 +248,10 @@ def test_cache_of_another_tokenizer_is_refused(answered, k64, tmp_path):
         diverge(run, ["compressed-int4"], OPTS, progress=False)
 
 
+def _rewrite_answers(path: Path, answers: list[Answer]) -> None:
+    write_atomic(path, "".join(a.model_dump_json() + "\n" for a in answers))
+
+
 def test_cache_of_other_sequences_is_refused(answered, k64, tmp_path):
     run = _copy(answered, tmp_path)
     path = run.answers_path("baseline")
@@ -255,7 +259,7 @@ def test_cache_of_other_sequences_is_refused(answered, k64, tmp_path):
     ids = [list(t) for t in answers[1].token_ids]
     ids[1][0] = (ids[1][0] + 1) % 1000  # turn 2's answer: in no prompt, only in the cache
     answers[1] = answers[1].model_copy(update={"token_ids": ids})
-    write_atomic(path, "".join(a.model_dump_json() + "\n" for a in answers))
+    _rewrite_answers(path, answers)
     with pytest.raises(RunFolderError, match="other tokens for question w2 turn 2"):
         diverge(run, ["compressed-int4"], OPTS, progress=False)
 
@@ -264,13 +268,11 @@ def test_missing_or_unusable_answers_are_refused(answered, k64, tmp_path):
     run = _copy(answered, tmp_path)
     path = run.answers_path("baseline")
     answers = read_jsonl(path, Answer)
-    write_atomic(path, "".join(a.model_copy(update={"token_ids": None}).model_dump_json() + "\n"
-                               for a in answers))
+    _rewrite_answers(path, [a.model_copy(update={"token_ids": None}) for a in answers])
     with pytest.raises(RunFolderError, match="has no token ids"):
         diverge(run, ["compressed-int4"], OPTS, progress=False)
     counts = [c + 1 for c in answers[0].prompt_token_counts]
-    write_atomic(path, answers[0].model_copy(update={"prompt_token_counts": counts})
-                 .model_dump_json() + "\n")
+    _rewrite_answers(path, [answers[0].model_copy(update={"prompt_token_counts": counts})])
     with pytest.raises(RunFolderError, match="chat template now gives"):
         diverge(run, ["compressed-int4"], OPTS, progress=False)
     path.unlink()

@@ -205,3 +205,33 @@ def test_sigterm_unwinds_while_a_server_runs(tmp_path: Path) -> None:
     finally:
         server.stop()  # no process: only restores the handler
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_an_existing_sigterm_handler_is_kept(tmp_path: Path) -> None:
+    """Under the CLI, whose own handler turns SIGTERM into KeyboardInterrupt, the server adds none."""
+    import signal
+
+    def mine(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        server = LocalJudgeServer("/models/x", "x", tmp_path / "log")
+        server._trap_sigterm()
+        assert signal.getsignal(signal.SIGTERM) is mine
+        server.stop()
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_cli_main_restores_the_sigterm_handler(tmp_path: Path) -> None:
+    import signal
+
+    from judge.cli import main
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as exc:
+        main(["grade", str(tmp_path / "missing"), "--no-progress"])
+    assert exc.value.code == 2
+    assert signal.getsignal(signal.SIGTERM) == before
