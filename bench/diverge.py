@@ -42,8 +42,8 @@ class Clock:
 
 def prepare_run(root: Path, questions: str, n: int, max_new_tokens: int, compressed: list[str]):
     from judge.config import EngineOptions, GenerationConfig
-    from judge.generation import generate
-    from judge.models import resolve_model
+    from judge.generate.stage import generate
+    from judge.models.registry import resolve_model
     from judge.questions import load_questions
     from judge.store import Run
 
@@ -62,9 +62,9 @@ def prepare_run(root: Path, questions: str, n: int, max_new_tokens: int, compres
 
 def plain_forwards(run, roles: list[str], options) -> tuple[Clock, int]:
     """Load each model and run it over the stage's sequences, same batches; nothing else."""
-    from judge.divergence import baseline_sequences, tokenizer_identity
-    from judge.divergence_passes import _by_question_chunks, answer_logits
-    from judge.engines.hf import load_hf_model
+    from judge.diverge.stage import baseline_sequences, tokenizer_identity
+    from judge.diverge.passes import _by_question_chunks, answer_logits
+    from judge.generate.engines.hf import load_hf_model
 
     models = run.load_manifest().models
     _, _, tok = tokenizer_identity(models["baseline"].path)
@@ -94,7 +94,7 @@ def main() -> None:
 
     import torch
 
-    from judge.divergence import DivergeOptions, diverge, load_divergence
+    from judge.diverge.stage import DivergeOptions, diverge, load_divergence
 
     torch.manual_seed(0)
     names = ["smollm2-135m-int4"] + (["smollm2-135m-int8", "smollm2-135m-drop4"]

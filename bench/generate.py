@@ -22,7 +22,7 @@ def fastchat_style(model_dir: str, questions, max_new_tokens: int) -> tuple[int,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from judge.chat import conversation, decode, prompt_ids, stop_token_ids
+    from judge.generate.chat import conversation, decode, prompt_ids, stop_token_ids
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto").eval()
@@ -47,8 +47,8 @@ def judge_batched(model_info, questions, info, max_new_tokens: int, engine: str)
     from transformers import AutoTokenizer
 
     from judge.config import EngineOptions, GenerationConfig
-    from judge.engines import make_engine
-    from judge.generation import generate_with
+    from judge.generate.engines import make_engine
+    from judge.generate.stage import generate_with
     from judge.store import Run
 
     opts = EngineOptions(engine=engine, max_model_len=4096, chunk_size=len(questions),
@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("--engine", default="auto", help="judge's engine: auto, vllm or hf")
     args = ap.parse_args()
 
-    from judge.models import resolve_model
+    from judge.models.registry import resolve_model
     from judge.questions import load_questions
 
     model = resolve_model(args.model)

@@ -36,8 +36,8 @@ def start_server(latency_s: float) -> tuple[subprocess.Popen[str], str]:
 
 async def measure(base_url: str, concurrency: int, n: int) -> tuple[float, int]:
     """Seconds to finish ``n`` judgments at ``concurrency``, and how many came back ok."""
-    from judge.judging import OpenAIJudgeClient
-    from judge.prompts import load_prompt_set, render_single
+    from judge.grade.client import OpenAIJudgeClient
+    from judge.grade.prompts import load_prompt_set, render_single
     from judge.schemas import Question
 
     prompts = load_prompt_set()

@@ -122,7 +122,7 @@ def make_config(file_values: dict, overrides: dict) -> RunConfig:
 
 def control_engine_options(cfg: RunConfig) -> EngineOptions:
     """What differs for the control re-run of the baseline."""
-    from judge.engines import vllm_available
+    from judge.generate import vllm_available
 
     base = cfg.engine_for(cfg.baseline)
     if cfg.control == "engine":
@@ -134,8 +134,8 @@ def control_engine_options(cfg: RunConfig) -> EngineOptions:
 
 def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Run:
     """Run every stage of a comparison; returns the run folder."""
-    from judge.generation import generate
-    from judge.judge_server import endpoint_for, parse_judge_spec
+    from judge.generate import generate
+    from judge.grade import endpoint_for, parse_judge_spec
     from judge.models import resolve_model
     from judge.questions import load_questions
 
@@ -159,11 +159,12 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Run:
     for role, model, opts in jobs:
         res = generate(run, model, questions, info, role=role, gen=cfg.generation,
                        engine_options=opts, progress=progress)
-        say(f"answers/{role}: {res.generated} new, {res.skipped} already there")
+        took = f" ({res.tokens} tokens in {res.seconds:.0f} s)" if res.generated else ""
+        say(f"answers/{role}: {res.generated} new, {res.skipped} already there{took}")
 
     # 2. divergence ---------------------------------------------------------------------------
     if cfg.divergence.enabled:
-        from judge.divergence import DivergeOptions, diverge
+        from judge.diverge import DivergeOptions, diverge
 
         d = cfg.divergence
         base_opts = cfg.engine_for(cfg.baseline)
@@ -178,14 +179,14 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Run:
                 f"over {o.n_tokens} tokens")
 
     # 3. judge --------------------------------------------------------------------------------
-    from judge.grading import grade_run
+    from judge.grade import grade_run
 
     grade_roles = [r for r, _, _ in candidates] + (["control"] if cfg.control else [])
     j = cfg.judge
     summary = grade_run(run, j.spec, base_url=j.base_url, mode=j.mode, roles=grade_roles,
                         questions=questions, concurrency=j.concurrency, max_retries=j.max_retries,
                         timeout_s=j.timeout_s, progress=progress)
-    say(str(summary))
+    say(summary.short())
 
     # 4. report -------------------------------------------------------------------------------
     from judge.report import print_scorecard, write_reports
@@ -193,7 +194,7 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Run:
 
     card, flagged = build_report(run, seed=cfg.report.seed, n_resamples=cfg.report.n_resamples)
     write_reports(run, card, flagged)
-    print_scorecard(card)
-    say(f"scorecard: {run.root / 'scorecard.md'}  report: {run.root / 'report.html'}  "
-        f"review: judge review {run.root}")
+    print_scorecard(card, categories=False)  # per-category rows: scorecard.md, report.html
+    say(f"wrote scorecard.md, report.html and flagged.jsonl in {run.root} (engine logs: logs/)")
+    say(f"review the flagged responses: judge review {run.root}")
     return run

@@ -1,13 +1,16 @@
-"""Progress display for long stages: one rich bar per stage (items, rate, ETA) on stderr.
+"""Progress display for long stages: one rich bar per stage (items, rate, ETA) on the terminal.
 
 A context manager yields ``advance(n, tokens=0)``; with ``enabled=False`` (tests, pipes) it is a
-no-op, so stage code never branches on whether a terminal is attached.
+no-op, so stage code never branches on whether a terminal is attached. The bar is drawn on
+`judge.logs.terminal()`, so it stays on screen while engine output is redirected to a log.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from judge.logs import terminal
 
 Advance = Callable[..., None]
 
@@ -24,7 +27,7 @@ def stage_progress(label: str, total: int, *, enabled: bool = True) -> Iterator[
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"),
                TimeRemainingColumn()]
-    with Progress(*columns, console=Console(stderr=True), transient=False) as prog:
+    with Progress(*columns, console=Console(file=terminal()), transient=False) as prog:
         task = prog.add_task(label, total=total, rate="")
         state = {"tokens": 0}
 

@@ -8,7 +8,7 @@ Layout of ``RUN/``::
     judgments/single.jsonl         SingleJudgment rows
     judgments/pairwise.jsonl       PairJudgment rows
     judge_cache.sqlite             judge responses keyed by request hash
-    logs/                          server logs (local judge)
+    logs/                          other programs' output: <stage>-<role>.log, judge-server.log
     scorecard.{json,md}  report.html  flagged.jsonl
 
 JSONL files are written one whole line per ``os.write`` followed by ``fsync``. A reader ignores a

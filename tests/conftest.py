@@ -34,14 +34,14 @@ def mtbench_dir() -> Path:
 @pytest.fixture(scope="session")
 def base_model():
     """The embedded SmolLM2-135M-Instruct checkpoint (built once into the cache)."""
-    from judge.models import resolve_model
+    from judge.models.registry import resolve_model
 
     return resolve_model("smollm2-135m")
 
 
 @pytest.fixture(scope="session")
 def int4_model():
-    from judge.models import resolve_model
+    from judge.models.registry import resolve_model
 
     return resolve_model("smollm2-135m-int4")
 

@@ -103,7 +103,7 @@ def _single(role: str, q: str, turn: int, score: int | None, status: str = "ok")
 def _game(a_role: str, b_role: str, label: str, q: str, turn: int) -> PairGame:
     strength = {"A>>B": 2, "A>B": 1, "A=B": 0, "B>A": 1, "B>>A": 2}[label]
     side = a_role if label.startswith("A>") else b_role if label.startswith("B>") else "tie"
-    # as judge.grading writes it: "compressed" stands for whichever non-baseline role won
+    # as judge.grade.stage writes it: "compressed" stands for whichever non-baseline role won
     winner = side if side in ("baseline", "tie") else "compressed"
     comp_issues = ["incomplete_or_truncated"] if (q, turn) == ("1", 1) else []
     issues_a = comp_issues if a_role != "baseline" else []

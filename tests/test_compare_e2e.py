@@ -58,7 +58,7 @@ def keys(path: Path, model) -> list[tuple]:
 
 @pytest.fixture(scope="module")
 def judge_server():
-    from tests.fake_openai import FakeOpenAIServer
+    from fake_openai import FakeOpenAIServer
 
     with FakeOpenAIServer() as server:
         yield server
@@ -129,7 +129,7 @@ def test_rerun_and_config_replay_do_nothing_again(demo_run, judge_server):
 
 
 def test_sweep_reuses_baseline_and_resumes_after_sigkill_in_grading(demo_run, tmp_path):
-    from tests.fake_openai import FakeOpenAIServer
+    from fake_openai import FakeOpenAIServer
 
     src, q, _ = demo_run
     run_dir = tmp_path / "sweep"

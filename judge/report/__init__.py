@@ -1,7 +1,7 @@
 """Renderers of a built `Scorecard` (terminal, Markdown, HTML) and the files they write.
 
 No statistics here: everything shown is already in the scorecard or the flagged list built by
-`judge.scorecard`. `write_reports` writes ``scorecard.json``, ``scorecard.md``, ``report.html``
+`judge.scorecard.build`. `write_reports` writes ``scorecard.json``, ``scorecard.md``, ``report.html``
 and ``flagged.jsonl`` into the run folder (each atomically).
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from judge.errors import RunFolderError
-from judge.scorecard_schema import SCORECARD_VERSION, FlaggedItem, Scorecard
+from judge.scorecard import SCORECARD_VERSION, FlaggedItem, Scorecard
 from judge.store import Run, describe_validation_error, read_jsonl, write_atomic
 
 
@@ -26,15 +26,14 @@ def write_reports(run: Run, card: Scorecard, flagged: list[FlaggedItem] | None =
                   ) -> dict[str, Path]:
     """Write the four report files; returns their paths by kind.
 
-    ``flagged`` comes from `judge.scorecard.build_report`; when None it is built here (a second
+    ``flagged`` comes from `judge.scorecard.build.build_report`; when None it is built here (a second
     read of the run folder, with token colouring).
     """
     from judge.report.html import render_html
     from judge.report.markdown import render_markdown
 
     if flagged is None:
-        from judge.scorecard_data import load_run
-        from judge.scorecard_flagged import build_flagged
+        from judge.scorecard import build_flagged, load_run
 
         flagged = build_flagged(load_run(run), tokens=True)
     paths = report_paths(run)
@@ -45,11 +44,20 @@ def write_reports(run: Run, card: Scorecard, flagged: list[FlaggedItem] | None =
     return paths
 
 
-def print_scorecard(card: Scorecard, console: object | None = None) -> None:
-    """The scorecard in the terminal (rich); see `judge.report.terminal`."""
+def print_scorecard(card: Scorecard, console: object | None = None, *,
+                    categories: bool = True) -> None:
+    """The scorecard in the terminal (rich); see `judge.report.terminal`. ``categories=False``:
+    overall and per-turn rows only."""
     from judge.report.terminal import print_scorecard as _print
 
-    _print(card, console)  # type: ignore[arg-type]
+    _print(card, console, categories=categories)  # type: ignore[arg-type]
+
+
+def print_review(items: list[FlaggedItem], console: object | None = None) -> None:
+    """Flagged items side by side in the terminal (rich); see `judge.report.terminal`."""
+    from judge.report.terminal import print_review as _print
+
+    _print(items, console)  # type: ignore[arg-type]
 
 
 def load_scorecard(run: Run) -> Scorecard:

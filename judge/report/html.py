@@ -17,7 +17,7 @@ from judge.report import charts
 from judge.report.assets import CSS, JS, script_hash
 from judge.report.style import (KL_LOW_NATS, STATUS_COLOUR, fmt, fmt_ci, grade_label, grade_table,
                                 kl_hex, pct)
-from judge.scorecard_schema import FlaggedItem, Scorecard, Section
+from judge.scorecard import FlaggedItem, Scorecard, Section
 
 MAX_FLAGGED = 200  # the page stays light on a phone; flagged.jsonl has them all
 
@@ -222,7 +222,7 @@ def _flagged(items: list[FlaggedItem]) -> str:
     roles = sorted({i.role for i in shown})
     cats = sorted({i.category for i in shown})
     kinds = sorted({k for i in shown for k in (*i.reasons, *i.compressed_issues)})
-    filters = (f'<div class="filters">' + (_select("role", "model", roles) if len(roles) > 1 else "")
+    filters = ('<div class="filters">' + (_select("role", "model", roles) if len(roles) > 1 else "")
                + _select("category", "category", cats) + _select("kind", "degradation", kinds)
                + f'<span class="note">showing <b id="flag-count">{len(shown)}</b> of {len(shown)}'
                + (f" (top {len(shown)} of {len(items)}; all in flagged.jsonl)" if len(items) > len(shown) else "")

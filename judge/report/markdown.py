@@ -11,7 +11,7 @@ import html
 import re
 
 from judge.report.style import fmt, fmt_ci, grade_label, grade_table, pct, visible_text
-from judge.scorecard_schema import FlaggedItem, Scorecard, Section
+from judge.scorecard import FlaggedItem, Scorecard, Section
 
 MAX_FLAGGED = 20
 

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING
 
-from judge.scorecard_verdict import fmt, fmt_ci  # noqa: F401 - re-exported for the renderers
+from judge.scorecard import fmt, fmt_ci  # noqa: F401 - re-exported for the renderers
+
+if TYPE_CHECKING:
+    from judge.scorecard import Section
 
 # C0 controls except tab and newline, DEL, and C1 controls: ESC starts terminal escape sequences
 _CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")

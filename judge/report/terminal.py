@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from judge.report.style import STATUS_COLOUR, fmt, fmt_ci, grade_label, kl_rgb, pct, visible_text
-from judge.scorecard_schema import FlaggedItem, Scorecard, Section
+from judge.scorecard import FlaggedItem, Scorecard, Section
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -40,7 +40,7 @@ def _table(title: str, *columns: str) -> "object":
     return table
 
 
-def _section(sec: Section, control: Section | None) -> list["RenderableType"]:
+def _section(sec: Section, control: Section | None, categories: bool) -> list["RenderableType"]:
     from rich.panel import Panel
     from rich.rule import Rule
 
@@ -55,6 +55,8 @@ def _section(sec: Section, control: Section | None) -> list["RenderableType"]:
     cols = ["scope", "n", "baseline", sec.role, "Δ [95% CI]"] + (["noise Δ"] if noise else [])
     grades = _table("Grades (1-10), paired items", *cols)
     for row in sec.grades:
+        if row.scope == "category" and not categories:
+            continue
         cells = [_t(row.label), _t(row.n), _t(fmt(row.baseline_mean)), _t(fmt(row.compressed_mean)),
                  _t(fmt_ci(row.delta, signed=True))]
         if noise:
@@ -80,6 +82,8 @@ def _section(sec: Section, control: Section | None) -> list["RenderableType"]:
         div = _table("Divergence KL(baseline‖compressed), nats", "scope", "items", "tokens", "mean",
                      "median", "p99", "max", "same top-1")
         for d in sec.divergence:
+            if d.scope == "category" and not categories:
+                continue
             div.add_row(_t(d.label), _t(d.n_items), _t(d.n_tokens), _t(fmt(d.kl_mean, 4)),
                         _t(fmt(d.kl_median, 4)), _t(fmt(d.kl_p99, 3)), _t(fmt(d.kl_max, 3)),
                         _t(pct(d.same_top1)))
@@ -92,7 +96,7 @@ def _section(sec: Section, control: Section | None) -> list["RenderableType"]:
         out.append(_t(f"Spearman ρ(KL, grade drop) = {fmt_ci(rho)} over {rho.n} items"
                       + (f" ({rho.note})" if rho.note else "")))
     kinds = sorted({k for d in (*sec.issues.values(), *sec.pair_issues.values()) for k in d})
-    if kinds:
+    if kinds and categories:
         roles = list(sec.issues)
         issues = _table("Degradation kinds (single | pairwise)", "kind",
                         *[r for r in roles])
@@ -100,11 +104,19 @@ def _section(sec: Section, control: Section | None) -> list["RenderableType"]:
             issues.add_row(_t(k), *[_t(f"{sec.issues.get(r, {}).get(k, 0)} | "
                                        f"{sec.pair_issues.get(r, {}).get(k, 0)}") for r in roles])
         out.append(issues)
-    out.append(_t(f"Flagged responses: {sec.n_flagged} (see `judge review`)"))
+    elif kinds:  # one line per role: kind single|pairwise
+        for r in sec.issues:
+            counts = ", ".join(f"{k} {sec.issues.get(r, {}).get(k, 0)}|"
+                               f"{sec.pair_issues.get(r, {}).get(k, 0)}" for k in kinds)
+            out.append(_t(f"Degradation kinds, {r} (single|pairwise): {counts}"))
+    out.append(_t(f"Flagged responses: {sec.n_flagged} (see `judge review`)"
+                  + ("" if categories else "; per category: scorecard.md, report.html")))
     return out
 
 
-def scorecard_renderables(card: Scorecard) -> list["RenderableType"]:
+def scorecard_renderables(card: Scorecard, *, categories: bool = True) -> list["RenderableType"]:
+    """The scorecard as rich renderables; ``categories=False`` keeps the overall and per-turn rows
+    only (the compact form `judge compare` prints; the files always hold every row)."""
     from rich.panel import Panel
     from rich.rule import Rule
 
@@ -113,9 +125,9 @@ def scorecard_renderables(card: Scorecard) -> list["RenderableType"]:
                                  Panel(_t(card.verdict), title=_t("Verdict", "bold"),
                                        title_align="left")]
     for sec in card.sections:
-        out.extend(_section(sec, card.control))
+        out.extend(_section(sec, card.control, categories))
     if card.control is not None:
-        out.extend(_section(card.control, None))
+        out.extend(_section(card.control, None, categories))
     if len(card.summary) > 1:
         summary = _table("Candidates", "role", "grade Δ [95% CI]", "win rate", "flips", "mean KL",
                          "same top-1", "flagged")
@@ -136,9 +148,10 @@ def scorecard_renderables(card: Scorecard) -> list["RenderableType"]:
     return out
 
 
-def print_scorecard(card: Scorecard, console: "Console | None" = None) -> None:
+def print_scorecard(card: Scorecard, console: "Console | None" = None, *,
+                    categories: bool = True) -> None:
     con = _console(console)
-    for r in scorecard_renderables(card):
+    for r in scorecard_renderables(card, categories=categories):
         con.print(r)
 
 

@@ -1,0 +1,84 @@
+"""`judge compare`: flags and a config file merged into a `RunConfig`, then every stage in order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from judge.cli.app import VerboseOpt, app, set_verbose
+
+
+DEMO_MAX_NEW_TOKENS = 128  # the embedded demo caps answers so it finishes in minutes on 2 CPU cores
+
+
+@app.command()
+def compare(
+    models: Annotated[Optional[list[str]], typer.Argument(
+        help="BASELINE COMPRESSED [COMPRESSED...]: embedded names or checkpoint folders. "
+        "None: the embedded demo (smollm2-135m vs smollm2-135m-int4).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c",
+                      help="A run.toml, or a run's manifest.json to reproduce it.")] = None,
+    questions: Annotated[Optional[str], typer.Option("--questions", "-q", help="Question set.")] = None,
+    references: Annotated[Optional[str], typer.Option(help="FastChat reference answers file.")] = None,
+    run: Annotated[Optional[str], typer.Option("--run", "-r", help="Run folder name or path.")] = None,
+    judge: Annotated[Optional[str], typer.Option("--judge", help="Judge: OpenAI model, served model name, or local:MODEL.")] = None,
+    judge_base_url: Annotated[Optional[str], typer.Option(help="Any OpenAI-compatible server.")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="single, pairwise or both.")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Judge requests in flight.")] = None,
+    control: Annotated[Optional[str], typer.Option(help="Noise floor: re-run the baseline with another 'engine' or 'batch' composition.")] = None,
+    sampling: Annotated[Optional[str], typer.Option(help="greedy or mt-bench.")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Token limit per turn (default 1024; 128 for the demo).")] = None,
+    seed: Optional[int] = None,
+    engine: Annotated[Optional[str], typer.Option(help="auto, vllm or hf.")] = None,
+    dtype: Optional[str] = None,
+    device: Optional[str] = None,
+    device_map: Optional[str] = None,
+    tensor_parallel_size: Optional[int] = None,
+    max_model_len: Optional[int] = None,
+    top_k: Annotated[Optional[str], typer.Option(help="Divergence cache top-K, or 'full' for exact KL.")] = None,
+    no_diverge: Annotated[bool, typer.Option("--no-diverge", help="Skip the divergence stage.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Compare BASELINE with one or more COMPRESSED models: answers, KL, judge, scorecard."""
+    set_verbose(verbose)
+    from judge.compare import compare as run_compare
+    from judge.compare import load_config_file, make_config
+    from judge.errors import ConfigError
+
+    file_values = load_config_file(config) if config else {}
+    models = list(models or [])
+    if len(models) == 1:
+        raise ConfigError("give a BASELINE and at least one COMPRESSED model (or none for the demo)")
+    overrides: dict[str, object] = {}
+    if models:
+        overrides["baseline"], overrides["compressed"] = models[0], models[1:]
+    elif "baseline" not in file_values:
+        from judge.models import DEFAULT_BASELINE, DEFAULT_COMPRESSED
+
+        overrides["baseline"], overrides["compressed"] = DEFAULT_BASELINE, [DEFAULT_COMPRESSED]
+        if max_new_tokens is None and "generation" not in file_values:
+            max_new_tokens = DEMO_MAX_NEW_TOKENS
+    k: object = None
+    if top_k is not None:
+        if top_k == "full":
+            k = "full"
+        elif top_k.isdigit():
+            k = int(top_k)
+        else:
+            raise ConfigError(f"--top-k {top_k!r}: give a positive integer or 'full'")
+    divergence: dict[str, object] = {"top_k": k}
+    if no_diverge:
+        divergence["enabled"] = False
+    overrides.update(
+        questions=questions, references=references, run=run, control=control,
+        judge={"spec": judge, "base_url": judge_base_url, "mode": mode, "concurrency": concurrency},
+        generation={"sampling": sampling, "max_new_tokens": max_new_tokens, "seed": seed},
+        engine={"engine": engine, "dtype": dtype, "device": device, "device_map": device_map,
+                "tensor_parallel_size": tensor_parallel_size, "max_model_len": max_model_len},
+        divergence=divergence,
+    )
+    cfg = make_config(file_values, overrides)
+    run_compare(cfg, progress=progress)

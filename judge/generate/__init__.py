@@ -1,0 +1,17 @@
+"""The generate stage: answer a question set with one model, turn by turn, into ``RUN/answers/``.
+
+Owns chat templating (`chat`: the same prompt ids for every model and stage) and the engine seam
+(`engines`: vLLM or transformers). Other stages call only what is named here.
+"""
+
+from judge.generate.chat import conversation, decode, prompt_ids, stop_token_ids
+from judge.generate.engines import (Engine, cuda_available, configure_vllm_cpu_env, make_engine,
+                                    resolve_dtype, vllm_available)
+from judge.generate.engines.hf import load_hf_model
+from judge.generate.stage import GenerateResult, generate, generate_with
+
+__all__ = [
+    "Engine", "GenerateResult", "configure_vllm_cpu_env", "conversation", "cuda_available", "decode",
+    "generate", "generate_with", "load_hf_model", "make_engine", "prompt_ids", "resolve_dtype",
+    "stop_token_ids", "vllm_available",
+]

@@ -1,0 +1,15 @@
+"""The grade stage: single grades and swapped pairwise games from an LLM judge.
+
+`stage` plans and runs the judgments, `client` is the judge seam (any OpenAI-compatible endpoint),
+`cache` the SQLite response cache, `server` judge specs and the ``local:MODEL`` launcher, `prompts`
+the templates and `verdicts` the parsing of a reply into a validated verdict. Other stages call only
+what is named here.
+"""
+
+from judge.grade.server import JudgeEndpoint, JudgeSpec, endpoint_for, parse_judge_spec
+from judge.grade.stage import GradeSummary, grade_run, latest_pairwise, latest_single, run_questions
+
+__all__ = [
+    "GradeSummary", "JudgeEndpoint", "JudgeSpec", "endpoint_for", "grade_run", "latest_pairwise",
+    "latest_single", "parse_judge_spec", "run_questions",
+]

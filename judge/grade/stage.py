@@ -1,0 +1,452 @@
+"""The grade stage: single-answer grades and swapped pairwise games over a run folder.
+
+* single: every answer of ``baseline`` and of each other role (``compressed``, ``compressed-NAME``,
+  ``control``) is graded 1-10 per turn -> ``RUN/judgments/single.jsonl`` (`SingleJudgment`).
+* pairwise: for each other role, every (question, turn) is played twice, baseline in position A
+  (game 1, FastChat's g1) and then in position B (game 2, g2), and A/B is mapped back to roles ->
+  ``RUN/judgments/pairwise.jsonl`` (`PairJudgment`). ``winner`` is the side both orders agree on,
+  else ``"tie"`` with ``consistent=False``. ``winner``/``PairGame.winner`` say ``"compressed"`` for
+  the non-baseline side whatever its role (``role_2`` names it).
+
+Reference-guided prompts are used wherever the question has a reference for that turn.
+A failed judgment is written with ``status`` ``api_error`` / ``invalid_output``, ``score -1`` and the
+raw text: never a grade, never a tie.
+
+Resume: rows are appended as each judgment finishes. On a rerun, a key -- (role, question_id, turn,
+judge model) for single rows, (role_2, question_id, turn, judge model) for pairs -- is skipped when
+its latest row is ``ok`` and was made with the current template (same ``prompt_sha256``); anything
+else is judged again (cached responses cost nothing) and the new row supersedes the old one.
+**Readers take the last row per key in file order**: `latest_single` / `latest_pairwise`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from judge.errors import ConfigError, JudgeEndpointError, RunFolderError
+from judge.grade.client import JudgeClient, JudgeResult
+from judge.grade.prompts import PAIR_SCHEMA, PromptSet, load_prompt_set, render_pair, render_single
+from judge.schemas import (Answer, PairGame, PairJudgment, PairVerdict, Question, SingleJudgment,
+                           Winner)
+from judge.store import Run, append_jsonl, read_jsonl
+
+GradeMode = Literal["single", "pairwise", "both"]
+Key = tuple[str, str, int, str]
+_STRENGTH = {"A>>B": 2, "A>B": 1, "A=B": 0, "B>A": 1, "B>>A": 2}
+_FASTCHAT = {"baseline": "model_1", "compressed": "model_2", "tie": "tie"}
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+def single_key(row: SingleJudgment) -> Key:
+    return (row.role or row.model, str(row.question_id), row.turn, row.judge[0])
+
+
+def pair_key(row: PairJudgment) -> Key:
+    return (row.role_2 or row.model_2, str(row.question_id), row.turn, row.judge[0])
+
+
+def latest_single(rows: Iterable[SingleJudgment]) -> dict[Key, SingleJudgment]:
+    """The row that counts for each key: the last one in file order."""
+    return {single_key(r): r for r in rows}
+
+
+def latest_pairwise(rows: Iterable[PairJudgment]) -> dict[Key, PairJudgment]:
+    return {pair_key(r): r for r in rows}
+
+
+def run_questions(run: Run, spec: str | None = None, references: str | None = None) -> list[Question]:
+    """The run's questions: ``spec`` if given, else the set its manifest names (hash-checked)."""
+    from judge.questions import load_questions
+
+    manifest = run.load_manifest()
+    recorded = manifest.questions if manifest else None
+    if spec is None:
+        if recorded is None:
+            raise RunFolderError("the run's manifest names no question set; pass --questions",
+                                 path=run.root)
+        spec = recorded.path
+    info, questions = load_questions(spec, references)
+    if recorded is not None and recorded.sha256 != info.sha256:
+        raise RunFolderError(
+            f"question set {info.name!r} ({info.sha256[:12]}) is not the one the answers were made "
+            f"for ({recorded.name!r}, {recorded.sha256[:12]}); pass --questions/--references "
+            "matching the run", path=run.manifest_path)
+    return questions
+
+
+def run_answers(run: Run) -> dict[str, dict[str, Answer]]:
+    """role -> question key -> answer, for every ``answers/*.jsonl``."""
+    out = {role: {a.key: a for a in read_jsonl(run.answers_path(role), Answer)}
+           for role in run.answer_roles()}
+    if "baseline" not in out:
+        raise RunFolderError("no answers/baseline.jsonl; run `judge generate --role baseline` first",
+                             path=run.root)
+    return out
+
+
+# --------------------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True)
+class SingleItem:
+    role: str
+    question: Question
+    answer: Answer
+    turn: int
+
+
+@dataclass(frozen=True)
+class PairItem:
+    role_2: str
+    question: Question
+    baseline: Answer
+    other: Answer
+    turn: int
+
+
+@dataclass
+class Plan:
+    single: list[SingleItem] = field(default_factory=list)
+    pairs: list[PairItem] = field(default_factory=list)
+    skipped_single: int = 0
+    skipped_pairs: int = 0
+
+
+def _turns(question: Question, *answers: Answer) -> int:
+    return min([len(question.turns)] + [len(a.turns) for a in answers])
+
+
+def plan_grading(run: Run, questions: list[Question], judge_model: str, *, mode: GradeMode,
+                 roles: list[str] | None, prompts: PromptSet) -> Plan:
+    """What is left to judge: every item whose latest row is not an ok one from this template."""
+    answers = run_answers(run)
+    others = [r for r in answers if r != "baseline"]
+    if roles is not None:
+        unknown = sorted(set(roles) - set(others))
+        if unknown:
+            raise ConfigError(f"--roles {', '.join(unknown)}: no such answers in {run.root}/answers "
+                              f"(present: {', '.join(others) or 'none besides baseline'})")
+        others = [r for r in others if r in roles]
+    if mode != "single" and not others:
+        raise RunFolderError("pairwise grading needs answers of a second role (compressed...) "
+                             "beside baseline; generate them or use --mode single", path=run.root)
+    by_id = {q.key: q for q in questions}
+    for role, rows in answers.items():
+        missing = sorted(set(rows) - set(by_id))
+        if missing:
+            raise RunFolderError(f"answers/{role}.jsonl answers question {missing[0]!r}, which is not "
+                                 "in the question set; pass the right --questions", path=run.root)
+    plan = Plan()
+    if mode in ("single", "both"):
+        done = _done(run.single_path, SingleJudgment, latest_single)
+        for role in ["baseline", *others]:
+            for key, answer in answers[role].items():
+                q = by_id[key]
+                for turn in range(1, _turns(q, answer) + 1):
+                    prompt, _ = render_single(prompts, q, answer.turns, turn)
+                    if done.get((role, key, turn, judge_model)) == prompt.sha256:
+                        plan.skipped_single += 1
+                    else:
+                        plan.single.append(SingleItem(role, q, answer, turn))
+    if mode in ("pairwise", "both"):
+        done = _done(run.pairwise_path, PairJudgment, latest_pairwise)
+        for role in others:
+            for key, other in answers[role].items():
+                base = answers["baseline"].get(key)
+                if base is None:
+                    continue
+                q = by_id[key]
+                for turn in range(1, _turns(q, base, other) + 1):
+                    sha = render_pair(prompts, q, base.turns, other.turns, turn).sha256
+                    if done.get((role, key, turn, judge_model)) == sha:
+                        plan.skipped_pairs += 1
+                    else:
+                        plan.pairs.append(PairItem(role, q, base, other, turn))
+    return plan
+
+
+def _done(path: Any, model: Any, latest: Any) -> dict[Key, str | None]:
+    """key -> prompt sha of its latest row, for the keys whose latest row is ok."""
+    if not path.exists():
+        return {}
+    return {k: r.prompt_sha256 for k, r in latest(read_jsonl(path, model)).items() if r.status == "ok"}
+
+
+# --------------------------------------------------------------------------- judging
+
+
+def _side(role: str) -> Winner:
+    return "baseline" if role == "baseline" else "compressed"
+
+
+def _game(a_role: str, b_role: str, user_prompt: str, result: JudgeResult) -> PairGame:
+    winner: Winner | None = None
+    strength = None
+    verdict = result.verdict if result.status == "ok" else None
+    if isinstance(verdict, PairVerdict):
+        label = verdict.verdict
+        winner = "tie" if label == "A=B" else _side(a_role if label.startswith("A") else b_role)
+        strength = _STRENGTH[label]
+    return PairGame(a_role=a_role, b_role=b_role, user_prompt=user_prompt, judgment=result.raw,
+                    status=result.status, error=result.error, verdict=verdict, winner=winner,
+                    strength=strength, usage=result.usage, attempts=result.attempts)
+
+
+async def judge_single(client: JudgeClient, prompts: PromptSet, item: SingleItem) -> SingleJudgment:
+    prompt, schema = render_single(prompts, item.question, item.answer.turns, item.turn)
+    result = await client.judge(prompt.messages, schema)
+    verdict: Any = result.verdict if result.status == "ok" else None
+    return SingleJudgment(
+        question_id=item.answer.question_id, model=item.answer.model_id,
+        judge=(client.model, prompt.name), user_prompt=prompt.user, judgment=result.raw,
+        score=float(verdict.rating) if verdict is not None else -1.0, turn=item.turn,
+        tstamp=time.time(), role=item.role, status=result.status, error=result.error,
+        verdict=verdict, correct=getattr(verdict, "correct", None), prompt_sha256=prompt.sha256,
+        usage=result.usage, attempts=result.attempts)
+
+
+async def judge_pair(client: JudgeClient, prompts: PromptSet, item: PairItem) -> PairJudgment:
+    base, other, turn = item.baseline.turns, item.other.turns, item.turn
+    p1 = render_pair(prompts, item.question, base, other, turn)  # game 1: baseline is A
+    p2 = render_pair(prompts, item.question, other, base, turn)  # game 2: baseline is B
+    r1, r2 = await asyncio.gather(client.judge(p1.messages, PAIR_SCHEMA),
+                                  client.judge(p2.messages, PAIR_SCHEMA))
+    g1 = _game("baseline", item.role_2, p1.user, r1)
+    g2 = _game(item.role_2, "baseline", p2.user, r2)
+    failed = [g for g in (g1, g2) if g.status != "ok"]
+    winner: Winner | None = None
+    consistent = None
+    if not failed:
+        consistent = g1.winner == g2.winner
+        winner = g1.winner if consistent else "tie"
+    return PairJudgment(
+        question_id=item.question.question_id, model_1=item.baseline.model_id,
+        model_2=item.other.model_id,
+        g1_winner=_FASTCHAT[g1.winner] if g1.winner else "error",  # type: ignore[arg-type]
+        g2_winner=_FASTCHAT[g2.winner] if g2.winner else "error",  # type: ignore[arg-type]
+        judge=(client.model, p1.name), g1_user_prompt=p1.user, g1_judgment=r1.raw,
+        g2_user_prompt=p2.user, g2_judgment=r2.raw, turn=turn, tstamp=time.time(),
+        role_1="baseline", role_2=item.role_2, games=[g1, g2],
+        status=failed[0].status if failed else "ok", winner=winner, consistent=consistent,
+        prompt_sha256=p1.sha256)
+
+
+@dataclass
+class GradeSummary:
+    judge_model: str
+    single: Counter[str] = field(default_factory=Counter)  # status -> rows written by this call
+    pairwise: Counter[str] = field(default_factory=Counter)
+    skipped_single: int = 0
+    skipped_pairwise: int = 0
+    calls: int = 0  # HTTP requests made by this call
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    first_error: str | None = None
+    final_single: Counter[str] = field(default_factory=Counter)  # latest row per key, whole file
+    final_pairwise: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def written(self) -> int:
+        return sum(self.single.values()) + sum(self.pairwise.values())
+
+    @property
+    def ok(self) -> int:
+        return self.single["ok"] + self.pairwise["ok"]
+
+    @staticmethod
+    def _counts(c: Counter[str]) -> str:
+        return ", ".join(f"{n} {s}" for s, n in sorted(c.items())) or "none"
+
+    def __str__(self) -> str:
+        counts = self._counts
+        return (f"grade ({self.judge_model}): single {counts(self.single)} written, "
+                f"{self.skipped_single} already done; pairwise {counts(self.pairwise)} written, "
+                f"{self.skipped_pairwise} already done; {self.calls} requests, {self.cache_hits} cache "
+                f"hits, {self.prompt_tokens}+{self.completion_tokens} tokens in {self.seconds:.1f} s. "
+                f"Now: single {counts(self.final_single)}; pairwise {counts(self.final_pairwise)}")
+
+    def short(self) -> str:
+        """The summary in one terminal line: what this call wrote, what was there, its cost."""
+        return (f"judgments: single {self._counts(self.single)}, pairwise "
+                f"{self._counts(self.pairwise)}; {self.skipped_single + self.skipped_pairwise} "
+                f"already done; {self.calls} requests in {self.seconds:.0f} s")
+
+
+async def grade_plan(run: Run, client: JudgeClient, plan: Plan, prompts: PromptSet, *,
+                     progress: bool = False) -> GradeSummary:
+    """Judge every planned item, appending each row as soon as it is finished."""
+    from judge.progress import stage_progress
+
+    summary = GradeSummary(client.model, skipped_single=plan.skipped_single,
+                           skipped_pairwise=plan.skipped_pairs)
+    t0 = time.perf_counter()
+    total = len(plan.single) + len(plan.pairs)
+    with stage_progress(f"grade ({client.model})", total=total, enabled=progress) as advance:
+
+        async def one_single(item: SingleItem) -> None:
+            row = await judge_single(client, prompts, item)
+            append_jsonl(run.single_path, [row])
+            summary.single[row.status] += 1
+            summary.first_error = summary.first_error or row.error
+            advance(1)
+
+        async def one_pair(item: PairItem) -> None:
+            row = await judge_pair(client, prompts, item)
+            append_jsonl(run.pairwise_path, [row])
+            summary.pairwise[row.status] += 1
+            summary.first_error = summary.first_error or next(
+                (g.error for g in row.games or [] if g.error), None)
+            advance(1)
+
+        await asyncio.gather(*[one_single(i) for i in plan.single], *[one_pair(i) for i in plan.pairs])
+    summary.seconds = time.perf_counter() - t0
+    stats = client.stats
+    summary.calls, summary.cache_hits = stats.calls, stats.cache_hits
+    summary.prompt_tokens, summary.completion_tokens = stats.prompt_tokens, stats.completion_tokens
+    return summary
+
+
+def check_endpoint_worked(summary: GradeSummary, where: str) -> None:
+    """Every request of this call failed at the API: say so as one line (exit 2)."""
+    errors = summary.single["api_error"] + summary.pairwise["api_error"]
+    if summary.written and errors == summary.written:
+        raise JudgeEndpointError(
+            f"the judge at {where} failed every request ({errors} judgments recorded as api_error; "
+            f"first: {summary.first_error}); check the endpoint and rerun to retry them")
+
+
+# --------------------------------------------------------------------------- the stage
+
+LOCAL_MAX_TEXT_CHARS = 500  # caps a local judge's explanation (a small one repeats itself to the cap)
+LOCAL_TIMEOUT_S = 1800.0
+LOCAL_CONCURRENCY = 16  # our own server: more requests in flight batch better (1.18x over 8 here)
+REMOTE_CONCURRENCY = 8
+LOCAL_INVALID_RETRIES = 1  # a schema-enforced local judge at temperature 0 repeats an invalid reply
+REMOTE_TIMEOUT_S = 300.0
+
+
+def final_counts(run: Run, judge_model: str) -> tuple[Counter[str], Counter[str]]:
+    """Status of the row that counts for every key of this judge, in both files."""
+    single: Counter[str] = Counter()
+    pairs: Counter[str] = Counter()
+    if run.single_path.exists():
+        single.update(r.status for k, r in latest_single(read_jsonl(run.single_path, SingleJudgment)).items()
+                      if k[3] == judge_model)
+    if run.pairwise_path.exists():
+        pairs.update(r.status for k, r in latest_pairwise(read_jsonl(run.pairwise_path, PairJudgment)).items()
+                     if k[3] == judge_model)
+    return single, pairs
+
+
+def _all_cached(plan: Plan, prompts: PromptSet, cache: Any, model: str, *, max_tokens: int,
+                max_text_chars: int | None) -> bool:
+    from judge.grade.client import judge_request_key
+
+    def cached(messages: list[dict[str, str]], schema: Any) -> bool:
+        key = judge_request_key(model, messages, schema, max_tokens=max_tokens,
+                                max_text_chars=max_text_chars)
+        return cache.get(key) is not None
+
+    for s in plan.single:
+        prompt, schema = render_single(prompts, s.question, s.answer.turns, s.turn)
+        if not cached(prompt.messages, schema):
+            return False
+    for p in plan.pairs:
+        for a, b in ((p.baseline.turns, p.other.turns), (p.other.turns, p.baseline.turns)):
+            if not cached(render_pair(prompts, p.question, a, b, p.turn).messages, PAIR_SCHEMA):
+                return False
+    return True
+
+
+def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None,
+              mode: GradeMode = "both", roles: list[str] | None = None,
+              questions: list[Question] | None = None, concurrency: int | None = None,
+              max_retries: int = 4,
+              timeout_s: float | None = None, max_tokens: int = 1024, output_mode: str = "auto",
+              progress: bool = True, http_client: Any = None,
+              max_text_chars: int | None = None) -> GradeSummary:
+    """Grade a run folder with the judge ``judge`` (default ``local:smollm2-135m``).
+
+    A ``local:`` judge's server is started only when some request is not already in the run's
+    judge cache, and stopped before this returns. ``max_text_chars`` caps the verdict's free text
+    in the schema sent (default: `LOCAL_MAX_TEXT_CHARS` for a local judge, none otherwise);
+    ``concurrency`` defaults to `LOCAL_CONCURRENCY` for a local judge, `REMOTE_CONCURRENCY` otherwise.
+    Raises `JudgeEndpointError` when every request of this call failed at the API (the failures
+    are recorded first).
+    """
+    from judge.grade.cache import JudgeCache
+    from judge.grade.server import (DEFAULT_JUDGE, JudgeEndpoint, endpoint_for, open_judge,
+                                    parse_judge_spec)
+    from judge.grade.client import OpenAIJudgeClient
+
+    spec = parse_judge_spec(judge or DEFAULT_JUDGE, base_url)
+    if spec.kind != "local":
+        endpoint_for(spec)  # a missing API key fails here, before the run folder is touched
+    if spec.kind == "local":
+        from judge.models import resolve_model
+
+        model_name = resolve_model(spec.model).name
+    else:
+        model_name = spec.model
+    prompts = load_prompt_set()
+    qs = questions if questions is not None else run_questions(run)
+    plan = plan_grading(run, qs, model_name, mode=mode, roles=roles, prompts=prompts)
+    summary = GradeSummary(model_name, skipped_single=plan.skipped_single,
+                           skipped_pairwise=plan.skipped_pairs)
+    text_cap = max_text_chars or (LOCAL_MAX_TEXT_CHARS if spec.kind == "local" else None)
+    if concurrency is None:
+        concurrency = LOCAL_CONCURRENCY if spec.kind == "local" else REMOTE_CONCURRENCY
+    if timeout_s is None:  # a local server's queue is ours: waiting in it is not a fault
+        timeout_s = LOCAL_TIMEOUT_S if spec.kind == "local" else REMOTE_TIMEOUT_S
+    if plan.single or plan.pairs:
+
+        def record_start() -> None:  # only once the endpoint answered: a failed start changes nothing
+            run.update_manifest(config={"judge": {"spec": judge or DEFAULT_JUDGE, "model": model_name,
+                                                  "base_url": spec.base_url, "mode": mode,
+                                                  "max_tokens": max_tokens,
+                                                  "output_mode": output_mode}})
+            run.mark_stage("grade", started=True)
+
+        from judge.logs import engine_output
+
+        # library output (warnings, HTTP logs) goes to RUN/logs/grade.log; a local judge server
+        # writes its own RUN/logs/judge-server.log
+        with engine_output(run.logs_dir, "grade"), JudgeCache(run.judge_cache_path) as cache:
+
+            async def go(endpoint: JudgeEndpoint, preflight: bool) -> GradeSummary:
+                client = OpenAIJudgeClient(
+                    endpoint.model, base_url=endpoint.base_url, api_key=endpoint.api_key, cache=cache,
+                    concurrency=concurrency, max_retries=max_retries, timeout_s=timeout_s,
+                    max_tokens=max_tokens, output_mode=output_mode,  # type: ignore[arg-type]
+                    max_text_chars=text_cap, http_client=http_client,
+                    max_invalid_retries=LOCAL_INVALID_RETRIES if spec.kind == "local" else None)
+                try:
+                    if preflight:
+                        await client.check()
+                    record_start()
+                    return await grade_plan(run, client, plan, prompts, progress=progress)
+                finally:
+                    await client.aclose()
+
+            if _all_cached(plan, prompts, cache, model_name, max_tokens=max_tokens,
+                           max_text_chars=text_cap):
+                # nothing will be sent: do not start (or even need) the endpoint
+                summary = asyncio.run(go(JudgeEndpoint(model_name, "http://127.0.0.1:9/v1", "EMPTY"),
+                                         preflight=False))
+            else:
+                with open_judge(spec, logs_dir=run.logs_dir) as endpoint:
+                    summary = asyncio.run(go(endpoint, preflight=True))
+        run.mark_stage("grade", finished=True)
+    summary.final_single, summary.final_pairwise = final_counts(run, model_name)
+    check_endpoint_worked(summary, spec.base_url or ("the local judge" if spec.kind == "local"
+                                                      else "OpenAI"))
+    return summary

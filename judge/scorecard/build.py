@@ -1,0 +1,339 @@
+"""Build the `Scorecard` of a run: grades, head-to-head, flips, divergence, correlation, verdict.
+
+Joins the judgments and the divergence stage per (question, turn) item and calls `judge.stats` for
+every interval and test. Conventions (see `judge.stats`): deltas are ``compressed - baseline``,
+win rates are the compressed model's, bootstrap intervals resample whole questions (the turns of
+one question stay together) with one seed, so the same run and seed give the same scorecard.
+
+Which rows count: for each key the LAST judgment row in the file (see `judge.scorecard.data`);
+a judgment whose status is not ``ok`` is never a grade, it is counted in ``failures``.
+Each compressed role gets one `Section`; a ``control`` role (a re-run of the baseline) gets the
+same section, shown as the noise floor next to every compressed role's numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from judge.schemas import ISSUE_KINDS, MT_BENCH_CATEGORIES
+from judge.scorecard.data import ItemKey, RunData, correctness, item_sort, load_run, provenance
+from judge.scorecard.schema import (
+    FailureCount,
+    FlaggedItem,
+    GradeRow,
+    HeadToHead,
+    ItemPoint,
+    Scorecard,
+    Section,
+    SummaryRow,
+    VsControl,
+)
+from judge.scorecard.divergence import divergence_rows, kl_histogram, kl_method
+from judge.scorecard.flagged import build_flagged, flagged_counts
+from judge.scorecard.verdict import overall_verdict, section_verdict
+from judge.stats import CI, FlipCounts, flips, paired_bootstrap_mean_delta, spearman_ci, win_rate_ci
+from judge.store import Run
+
+_NAN = float("nan")
+_PAIR_SCORE = {"compressed": 1.0, "tie": 0.5, "baseline": 0.0}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Bootstrap settings shared by every interval of one scorecard."""
+
+    seed: int = 0
+    n_resamples: int = 2000
+    alpha: float = 0.05
+
+    def kw(self) -> dict[str, float | int]:
+        return {"seed": self.seed, "n_resamples": self.n_resamples, "alpha": self.alpha}
+
+
+# --------------------------------------------------------------------------- per-item values
+
+
+def grades(data: RunData, role: str) -> dict[ItemKey, float]:
+    """(question, turn) -> 1-10 grade, for judgments with status ok."""
+    return {(q, t): float(row.score) for (q, t, r), row in data.single.items()
+            if r == role and row.status == "ok"}
+
+
+def is_reference_graded(data: RunData, key: ItemKey, roles: tuple[str, ...]) -> bool:
+    q = data.questions.get(key[0])
+    if q is not None and q.reference is not None and key[1] <= len(q.reference):
+        return bool(q.reference[key[1] - 1].strip())
+    for role in roles:
+        row = data.single.get((key[0], key[1], role))
+        if row is not None and (row.correct is not None or hasattr(row.verdict, "correct")):
+            return True
+    return False
+
+
+def pair_outcomes(data: RunData, role: str) -> dict[ItemKey, str]:
+    """(question, turn) -> consistent winner ("baseline"/"compressed"/"tie") of ok games."""
+    out: dict[ItemKey, str] = {}
+    for (q, t, r), row in data.pairwise.items():
+        if r == role and row.status == "ok" and row.winner is not None:
+            out[(q, t)] = row.winner
+    return out
+
+
+def _category_order(cats: set[str]) -> list[str]:
+    known = [c for c in MT_BENCH_CATEGORIES if c in cats]
+    return known + sorted(cats - set(known))
+
+
+def _scopes(data: RunData, keys: list[ItemKey]) -> list[tuple[str, str, list[ItemKey]]]:
+    """(scope, label, items) for overall, each turn, each category."""
+    out = [("overall", "overall", keys)]
+    for turn in sorted({t for _, t in keys}):
+        out.append(("turn", f"turn {turn}", [k for k in keys if k[1] == turn]))
+    cats = {k: data.category(k[0]) for k in keys}
+    for cat in _category_order(set(cats.values())):
+        out.append(("category", cat, [k for k in keys if cats[k] == cat]))
+    return out
+
+
+# --------------------------------------------------------------------------- section parts
+
+
+def grade_rows(data: RunData, role: str, s: Settings) -> list[GradeRow]:
+    base, comp = grades(data, "baseline"), grades(data, role)
+    paired = sorted(set(base) & set(comp), key=item_sort)
+    rows = []
+    for scope, label, keys in _scopes(data, paired):
+        b = np.array([base[k] for k in keys], dtype=np.float64)
+        c = np.array([comp[k] for k in keys], dtype=np.float64)
+        delta = paired_bootstrap_mean_delta(b, c, groups=[k[0] for k in keys], **s.kw())
+        rows.append(GradeRow(scope=scope, label=label, n=len(keys),  # type: ignore[arg-type]
+                             baseline_mean=float(b.mean()) if len(b) else _NAN,
+                             compressed_mean=float(c.mean()) if len(c) else _NAN, delta=delta))
+    if not paired:
+        rows = [GradeRow(scope="overall", label="overall", n=0, baseline_mean=_NAN,
+                         compressed_mean=_NAN,
+                         delta=paired_bootstrap_mean_delta([], [], **s.kw()))]
+    return rows
+
+
+def head_to_head(data: RunData, role: str, s: Settings) -> HeadToHead | None:
+    rows = {(q, t): row for (q, t, r), row in data.pairwise.items() if r == role and row.status == "ok"
+            and row.winner is not None}
+    if not rows:
+        return None
+    keys = sorted(rows, key=item_sort)
+    outcomes = [rows[k].winner for k in keys]
+    inconsistent = sum(1 for k in keys if rows[k].consistent is False)
+    strong = 0
+    for k in keys:
+        row = rows[k]
+        if row.winner == "baseline" and any(g.winner == "baseline" and g.strength == 2
+                                            for g in row.games or []):
+            strong += 1
+    n = len(keys)
+    return HeadToHead(
+        n=n, compressed_wins=outcomes.count("compressed"), ties=outcomes.count("tie"),
+        baseline_wins=outcomes.count("baseline"), inconsistent=inconsistent,
+        inconsistency_rate=inconsistent / n, strong_losses=strong,
+        win_rate=win_rate_ci(outcomes, [k[0] for k in keys], **s.kw()),  # type: ignore[arg-type]
+    )
+
+
+def flip_counts(data: RunData, role: str) -> FlipCounts | None:
+    keys = sorted({(q, t) for q, t, r in data.single if r in ("baseline", role)}, key=item_sort)
+    keys = [k for k in keys if is_reference_graded(data, k, ("baseline", role))]
+    if not keys or not any(r == role for _, _, r in data.single):
+        return None
+    b = [correctness(data.single.get((q, t, "baseline"))) for q, t in keys]
+    c = [correctness(data.single.get((q, t, role))) for q, t in keys]
+    if all(x is None for x in b) or all(x is None for x in c):
+        return None  # the judge gave no correctness verdicts (e.g. FastChat's single grading)
+    return flips(b, c)
+
+
+def kl_vs_drop(data: RunData, role: str, s: Settings) -> tuple[CI | None, list[ItemPoint]]:
+    """Spearman's rho between an item's mean KL and its grade drop (baseline - compressed)."""
+    div = data.divergence.get(role, {})
+    base, comp = grades(data, "baseline"), grades(data, role)
+    keys = sorted((k for k in div if k in base and k in comp and div[k].stats.n_tokens > 0
+                   and not math.isnan(div[k].stats.kl_mean)), key=item_sort)
+    points = [ItemPoint(question_id=q, turn=t, category=data.category(q),
+                        kl_mean=div[(q, t)].stats.kl_mean, grade_drop=base[(q, t)] - comp[(q, t)])
+              for q, t in keys]
+    if not div:
+        return None, points
+    rho = spearman_ci([p.kl_mean for p in points], [p.grade_drop for p in points],
+                      groups=[p.question_id for p in points], **s.kw())
+    return rho, points
+
+
+def issue_counts(data: RunData, roles: tuple[str, ...]) -> tuple[dict[str, dict[str, int]],
+                                                                  dict[str, dict[str, int]]]:
+    """Degradation kinds named by the judge: (single grading, pairwise games), role -> kind -> n."""
+    single = {r: Counter() for r in roles}
+    pair = {r: Counter() for r in roles}
+    for (_, _, role), row in data.single.items():
+        if role in single and row.status == "ok" and row.verdict is not None:
+            single[role].update(row.verdict.issues)
+    for (_, _, role2), prow in data.pairwise.items():
+        if role2 not in roles:
+            continue
+        for g in prow.games or []:
+            if g.status == "ok" and g.verdict is not None:
+                for r, issues in ((g.a_role, g.verdict.issues_a), (g.b_role, g.verdict.issues_b)):
+                    if r in pair:
+                        pair[r].update(issues)
+
+    def ordered(c: Counter) -> dict[str, int]:
+        return {k: c[k] for k in ISSUE_KINDS if c[k]}
+
+    return {r: ordered(c) for r, c in single.items()}, {r: ordered(c) for r, c in pair.items()}
+
+
+def vs_control(data: RunData, role: str, s: Settings) -> VsControl | None:
+    ctrl, comp = grades(data, "control"), grades(data, role)
+    if not ctrl:
+        return None
+    keys = sorted(set(ctrl) & set(comp), key=item_sort)
+    grade_delta = paired_bootstrap_mean_delta([ctrl[k] for k in keys], [comp[k] for k in keys],
+                                              groups=[k[0] for k in keys], **s.kw())
+    pc, pr = pair_outcomes(data, "control"), pair_outcomes(data, role)
+    win_delta = None
+    if pc and pr:
+        pkeys = sorted(set(pc) & set(pr), key=item_sort)
+        win_delta = paired_bootstrap_mean_delta(
+            [_PAIR_SCORE[pc[k]] for k in pkeys], [_PAIR_SCORE[pr[k]] for k in pkeys],
+            groups=[k[0] for k in pkeys], **s.kw())
+    return VsControl(grade_delta=grade_delta, win_score_delta=win_delta)
+
+
+def build_section(data: RunData, role: str, s: Settings, n_flagged: int = 0,
+                  control: Section | None = None) -> Section:
+    rows = grade_rows(data, role, s)
+    if control is not None:
+        noise = {(r.scope, r.label): r.delta for r in control.grades}
+        rows = [r.model_copy(update={"noise_delta": noise.get((r.scope, r.label))}) for r in rows]
+    rho, points = kl_vs_drop(data, role, s)
+    issues, pair_issues = issue_counts(data, ("baseline", role))
+    model = data.manifest.models.get(role) if data.manifest else None
+    qs = {q for q, _ in grades(data, role)} & {q for q, _ in grades(data, "baseline")}
+    if not qs:
+        qs = set(data.answers.get(role, {})) & set(data.answers.get("baseline", {}))
+    h2h = head_to_head(data, role, s)
+    fl = flip_counts(data, role)
+    ctrl = vs_control(data, role, s) if role != "control" else None
+    div = divergence_rows(data, role)
+    section = Section(
+        role=role, model=model.name if model else None, n_questions=len(qs), grades=rows,
+        head_to_head=h2h, flips=fl, divergence=div, kl_histogram=kl_histogram(data, role),
+        kl_method=kl_method(data, role) if div else None,
+        kl_grade_spearman=rho, points=points, issues=issues, pair_issues=pair_issues,
+        vs_control=ctrl, n_flagged=n_flagged,
+        verdict=section_verdict(role, rows[0], h2h, fl, div, ctrl, s.alpha),
+    )
+    return section
+
+
+def summary_rows(sections: list[Section]) -> list[SummaryRow]:
+    out = []
+    for sec in sections:
+        overall = sec.divergence[0] if sec.divergence else None
+        out.append(SummaryRow(
+            role=sec.role, grade_delta=sec.grades[0].delta,
+            win_rate=sec.head_to_head.win_rate if sec.head_to_head else None,
+            flip_percent=sec.flips.flip_percent if sec.flips else None,
+            flips_n=sec.flips.n if sec.flips else None,
+            kl_mean=overall.kl_mean if overall else None,
+            same_top1=overall.same_top1 if overall else None, n_flagged=sec.n_flagged))
+    return out
+
+
+def failure_counts(data: RunData) -> list[FailureCount]:
+    """Every judgment that is not a grade, by kind, role and status, plus items never judged."""
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for (_, _, role), row in data.single.items():
+        if row.status != "ok":
+            counts[("single", role, row.status)] += 1
+    for (_, _, role2), prow in data.pairwise.items():
+        if prow.status != "ok":
+            counts[("pairwise", role2, prow.status)] += 1
+    expected = {role: {(q, t) for q, a in by_q.items() for t in range(1, len(a.turns) + 1)}
+                for role, by_q in data.answers.items()}
+    if data.single:
+        for role, keys in expected.items():
+            judged = {(q, t) for q, t, r in data.single if r == role}
+            if missing := len(keys - judged):
+                counts[("single", role, "missing")] += 1 * missing
+    if data.pairwise:
+        base = expected.get("baseline", set())
+        for role, keys in expected.items():
+            if role == "baseline":
+                continue
+            judged = {(q, t) for q, t, r in data.pairwise if r == role}
+            if missing := len((keys & base) - judged):
+                counts[("pairwise", role, "missing")] += missing
+    return [FailureCount(kind=k, role=r, status=st, count=n)  # type: ignore[arg-type]
+            for (k, r, st), n in sorted(counts.items())]
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def build_report(run: Run, *, seed: int = 0, n_resamples: int = 2000, alpha: float = 0.05,
+                 tokens: bool = True) -> tuple[Scorecard, list[FlaggedItem]]:
+    """Load a run once and build its scorecard and flagged list (token KL decoded when asked)."""
+    data = load_run(run)
+    s = Settings(seed, n_resamples, alpha)
+    flagged = build_flagged(data, tokens=tokens)
+    per_role = flagged_counts(flagged)
+    control = build_section(data, "control", s) if "control" in data.roles else None
+    sections = [build_section(data, role, s, per_role.get(role, 0), control)
+                for role in data.compressed_roles]
+    summary = summary_rows(sections + ([control] if control else []))
+    failures = failure_counts(data)
+    baseline = data.manifest.models.get("baseline") if data.manifest else None
+    card = Scorecard(
+        created=time.time(), provenance=provenance(data, s.seed, s.n_resamples, 1 - s.alpha),
+        baseline_model=baseline.name if baseline else None, sections=sections, control=control,
+        summary=summary, failures=failures, n_superseded=data.n_superseded,
+        verdict=overall_verdict(sections, control, failures),
+    )
+    return card, flagged
+
+
+def build_scorecard(run: Run, *, seed: int = 0, n_resamples: int = 2000,
+                    alpha: float = 0.05) -> Scorecard:
+    """The scorecard alone (no token decoding)."""
+    return build_report(run, seed=seed, n_resamples=n_resamples, alpha=alpha, tokens=False)[0]
+
+
+def review_items(run: Run, *, question: str | None = None, role: str | None = None,
+                 limit: int | None = 10) -> list[FlaggedItem]:
+    """What `judge review` shows: the flagged list (from ``flagged.jsonl`` when it is newer than
+    the judgments and divergence files, else rebuilt), filtered by role and question.
+
+    With ``question``, every turn of that question is shown, flagged or not.
+    """
+    from judge.scorecard.flagged import question_views
+    from judge.store import read_jsonl
+
+    path = run.root / "flagged.jsonl"
+    inputs = [run.single_path, run.pairwise_path]
+    if run.divergence_dir.is_dir():
+        inputs += list(run.divergence_dir.glob("*"))
+    newest_input = max((p.stat().st_mtime for p in inputs if p.exists()), default=0.0)
+    if question is not None:
+        data = load_run(run)
+        items = question_views(data, str(question), [role] if role else data.compressed_roles)
+    elif path.is_file() and path.stat().st_mtime >= newest_input:
+        items = read_jsonl(path, FlaggedItem)
+    else:
+        items = build_flagged(load_run(run), tokens=True, max_token_items=limit or 200)
+    if role is not None:
+        items = [it for it in items if it.role == role]
+    return items if limit is None else items[:limit]

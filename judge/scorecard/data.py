@@ -1,0 +1,263 @@
+"""Read a run folder into what the scorecard needs: latest judgments per key, answers, divergence.
+
+**Latest row wins.** Judgment files are append-only, and a rerun after a failure appends a newer
+row for the same key, so for each key the LAST row in the file is the one that counts:
+single judgments are keyed by ``(question_id, turn, role)``, pairwise judgments by
+``(question_id, turn, role_2)``. Earlier rows for a key are counted as ``n_superseded``, never used.
+Answers are keyed by ``(role, question_id)``, also last row wins.
+
+Rows without a ``role`` (imported FastChat files) get one from the manifest, by model name.
+Per-token divergence arrays come through `load_token_arrays`, an adapter over
+`judge.diverge.stage.load_divergence`; without it (or for imported runs) there are none and the
+scorecard falls back to the per-(question, turn) rows of ``RUN/divergence/<role>.jsonl``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from judge.errors import JudgeError, RunFolderError
+from judge.schemas import (
+    ROLE_RE,
+    Answer,
+    PairJudgment,
+    Question,
+    RunManifest,
+    SingleJudgment,
+    TurnDivergence,
+)
+from judge.store import Run, read_jsonl
+
+if TYPE_CHECKING:
+    from judge.scorecard.schema import Provenance
+
+log = logging.getLogger(__name__)
+
+ItemKey = tuple[str, int]  # (question_id as a string, turn starting at 1)
+
+
+@dataclass(frozen=True)
+class ItemTokens:
+    """Per-token arrays of one (question, turn): the baseline answer's tokens, shape (n,) each."""
+
+    token_ids: NDArray[np.int64]
+    kl: NDArray[np.float64]
+    same_top1: NDArray[np.bool_] | None = None
+
+
+TokenLookup = Callable[[str, int], "ItemTokens | None"]
+
+
+@dataclass
+class RunData:
+    run: Run
+    manifest: RunManifest | None
+    questions: dict[str, Question]
+    answers: dict[str, dict[str, Answer]]  # role -> question id -> answer
+    single: dict[tuple[str, int, str], SingleJudgment]  # (qid, turn, role) -> latest row
+    pairwise: dict[tuple[str, int, str], PairJudgment]  # (qid, turn, role_2) -> latest row
+    divergence: dict[str, dict[ItemKey, TurnDivergence]]  # role -> item -> row
+    n_superseded: int = 0
+    unassigned: int = 0  # judgment rows whose role could not be determined
+    tokens: dict[str, TokenLookup | None] = field(default_factory=dict)
+
+    @property
+    def roles(self) -> list[str]:
+        found = (set(self.answers) | {k[2] for k in self.single} | {k[2] for k in self.pairwise}
+                 | set(self.divergence))
+        return sorted(r for r in found if ROLE_RE.match(r))
+
+    @property
+    def compressed_roles(self) -> list[str]:
+        return [r for r in self.roles if r.startswith("compressed")]
+
+    def category(self, qid: str) -> str:
+        q = self.questions.get(qid)
+        if q is not None:
+            return q.category
+        for by_q in self.answers.values():
+            a = by_q.get(qid)
+            if a is not None and a.category:
+                return a.category
+        for rows in self.divergence.values():
+            for (q_id, _), row in rows.items():
+                if q_id == qid:
+                    return row.category
+        return "unknown"
+
+    def token_lookup(self, role: str) -> TokenLookup | None:
+        if role not in self.tokens:
+            self.tokens[role] = load_token_arrays(self.run, role)
+        return self.tokens[role]
+
+
+def item_sort(key: ItemKey) -> tuple:
+    """Order items by question id (numerically when numeric), then turn."""
+    q, t = key
+    return (0, int(q), "", t) if q.lstrip("-").isdigit() else (1, 0, q, t)
+
+
+def correctness(row: SingleJudgment | None) -> bool | None:
+    """The reference verdict (correct or not) of an ok judgment, else None."""
+    if row is None or row.status != "ok":
+        return None
+    if row.correct is not None:
+        return row.correct
+    return getattr(row.verdict, "correct", None)
+
+
+def _model_roles(manifest: RunManifest | None) -> dict[str, str]:
+    if manifest is None:
+        return {}
+    return {info.name: role for role, info in manifest.models.items()}
+
+
+def _load_questions(manifest: RunManifest | None) -> dict[str, Question]:
+    """The run's questions (for their text and category), if the file is still where it was."""
+    if manifest is None or manifest.questions is None:
+        return {}
+    from judge.questions import load_questions
+
+    path = Path(manifest.questions.path)
+    if not path.is_file():
+        return {}
+    try:
+        _, qs = load_questions(path)
+    except JudgeError as err:
+        log.warning("questions not loaded for the report: %s", err)
+        return {}
+    return {q.key: q for q in qs}
+
+
+def load_run(run: Run) -> RunData:
+    """Read everything the scorecard joins; a run with no judgments and no answers is an error."""
+    if not run.root.is_dir():
+        raise RunFolderError("run folder not found; give a run name under outputs/ or a path",
+                             path=run.root)
+    manifest = run.load_manifest()
+    by_model = _model_roles(manifest)
+    answers: dict[str, dict[str, Answer]] = {}
+    for role in run.answer_roles():
+        answers[role] = {a.key: a for a in read_jsonl(run.answers_path(role), Answer)}
+
+    superseded = unassigned = 0
+    single: dict[tuple[str, int, str], SingleJudgment] = {}
+    if run.single_path.exists():
+        for row in read_jsonl(run.single_path, SingleJudgment):
+            role = row.role or by_model.get(row.model)
+            if role is None:
+                unassigned += 1
+                continue
+            key = (str(row.question_id), row.turn, role)
+            superseded += key in single
+            single[key] = row
+    pairwise: dict[tuple[str, int, str], PairJudgment] = {}
+    if run.pairwise_path.exists():
+        for prow in read_jsonl(run.pairwise_path, PairJudgment):
+            role2 = prow.role_2 or by_model.get(prow.model_2)
+            if role2 is None:
+                unassigned += 1
+                continue
+            pkey = (str(prow.question_id), prow.turn, role2)
+            superseded += pkey in pairwise
+            pairwise[pkey] = prow
+
+    divergence: dict[str, dict[ItemKey, TurnDivergence]] = {}
+    if run.divergence_dir.is_dir():
+        for path in sorted(run.divergence_dir.glob("*.jsonl")):
+            if not ROLE_RE.match(path.stem) or path.stem == "baseline":
+                continue
+            rows = read_jsonl(path, TurnDivergence)
+            divergence[path.stem] = {(str(r.question_id), r.turn): r for r in rows}
+
+    if not answers and not single and not pairwise:
+        raise RunFolderError("run folder has no answers and no judgments; run `judge generate` "
+                             "and `judge grade` first", path=run.root)
+    return RunData(run=run, manifest=manifest, questions=_load_questions(manifest),
+                   answers=answers, single=single, pairwise=pairwise, divergence=divergence,
+                   n_superseded=superseded, unassigned=unassigned)
+
+
+# --------------------------------------------------------------------------- per-token arrays
+
+
+def load_token_arrays(run: Run, role: str) -> TokenLookup | None:
+    """Per-token arrays of a role via `judge.diverge.stage.load_divergence`; None when there are none.
+
+    Missing arrays are not an error: the scorecard then pools the per-item rows and leaves the
+    token quantiles and colouring out.
+    """
+    try:
+        from judge.diverge import load_divergence
+    except ImportError:
+        return None
+    try:
+        _, arrays = load_divergence(run, role)
+    except (JudgeError, OSError, ValueError, KeyError) as err:
+        log.info("per-token divergence of %s not loaded: %s", role, err)
+        return None
+    return lookup_from_arrays(arrays)
+
+
+def lookup_from_arrays(arrays: object) -> TokenLookup:
+    """Index a `judge.diverge.cache.TokenArrays` (keys, turns, offsets, token_ids, kl,
+    same_top1: segment i covers positions offsets[i]:offsets[i+1]) by (question id, turn)."""
+    offsets = np.asarray(getattr(arrays, "offsets"), dtype=np.int64)  # (S + 1,)
+    turns = [int(t) for t in np.asarray(getattr(arrays, "turns"))]
+    index = {(str(k), t): i for i, (k, t) in enumerate(zip(getattr(arrays, "keys"), turns))}
+    ids = np.asarray(getattr(arrays, "token_ids"), dtype=np.int64)  # (N,)
+    kl = np.asarray(getattr(arrays, "kl"), dtype=np.float64)  # (N,)
+    top1_raw = getattr(arrays, "same_top1", None)
+    top1 = None if top1_raw is None else np.asarray(top1_raw, dtype=bool)
+
+    def lookup(qid: str, turn: int) -> ItemTokens | None:
+        i = index.get((qid, turn))
+        if i is None:
+            return None
+        sl = slice(int(offsets[i]), int(offsets[i + 1]))
+        return ItemTokens(token_ids=ids[sl], kl=kl[sl], same_top1=None if top1 is None else top1[sl])
+
+    return lookup
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def provenance(data: RunData, seed: int, n_resamples: int, confidence: float) -> "Provenance":
+    """Models and fingerprints, judge models and prompt hashes, question set, seeds, versions."""
+    from judge import __version__
+    from judge.scorecard.schema import ModelProvenance, Provenance
+
+    m = data.manifest
+    models = []
+    for role, info in sorted((m.models if m else {}).items()):
+        fp = info.fingerprint
+        models.append(ModelProvenance(
+            role=role, name=info.name, spec=info.spec, path=info.path,
+            config_sha256=fp.config_sha256 if fp else None,
+            tokenizer_sha256=fp.tokenizer_sha256 if fp else None,
+            weight_bytes=sum(w.bytes for w in fp.weights) if fp else None))
+    judges: set[str] = set()
+    prompts: dict[str, set[str]] = {}
+    for row in [*data.single.values(), *data.pairwise.values()]:
+        judges.add(row.judge[0])
+        hashes = prompts.setdefault(row.judge[1], set())
+        if row.prompt_sha256:
+            hashes.add(row.prompt_sha256)
+    qinfo = m.questions if m else None
+    return Provenance(
+        run=data.run.root.name, judge_version=__version__,
+        run_judge_version=m.judge_version if m else None, models=models, judges=sorted(judges),
+        prompts={k: sorted(v) for k, v in sorted(prompts.items())},
+        question_set=qinfo.name if qinfo else None,
+        question_set_sha256=qinfo.sha256 if qinfo else None,
+        n_questions=qinfo.n_questions if qinfo else None, run_seed=m.seed if m else None,
+        bootstrap_seed=seed, n_resamples=n_resamples, confidence=confidence,
+        versions=dict(m.versions) if m else {})

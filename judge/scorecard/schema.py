@@ -1,0 +1,259 @@
+"""The records of ``RUN/scorecard.json`` and ``RUN/flagged.jsonl``: what the report renderers draw.
+
+`Scorecard` is versioned (``SCORECARD_VERSION``); a reader refuses another version. Every number
+carries its sample size. Directions: deltas are ``compressed - baseline`` (negative = worse), win
+rates are the compressed model's (below 0.5 = worse), ``grade_drop`` is ``baseline - compressed``
+(positive = worse). The builder lives in `judge.scorecard.build`; nothing here computes anything.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from judge.schemas import Record
+from judge.stats import CI, FlipCounts
+
+SCORECARD_VERSION = 1
+
+Scope = Literal["overall", "turn", "category"]
+Status = Literal["worse", "better", "mixed", "indistinguishable", "insufficient data"]
+FlagReason = Literal["baseline_win", "strong_loss", "grade_drop", "correctness_flip"]
+
+
+class GradeRow(Record):
+    """Mean 1-10 grades of both models over one scope, and their paired delta.
+
+    Paired: the means and the delta are over the ``n`` (question, turn) items graded ``ok`` for
+    both models, so ``compressed_mean - baseline_mean == delta.estimate``; the CI resamples whole
+    questions (``delta.n_clusters``). Items with a failed judgment on either side are left out
+    here and counted in `Scorecard.failures`. ``noise_delta`` is the same delta for the control
+    run (a re-run of the baseline) when there is one.
+    """
+
+    scope: Scope
+    label: str  # "overall", "turn 1", or the category name
+    n: int
+    baseline_mean: float
+    compressed_mean: float
+    delta: CI
+    noise_delta: CI | None = None
+
+
+class HeadToHead(Record):
+    """Swapped pairwise games, from the compressed model's side; ``n`` counts ``ok`` judgments.
+
+    A win counts only when both position orders agree, so an inconsistent pair is a tie.
+    ``strong_losses``: consistent baseline wins where at least one order says "much better".
+    """
+
+    n: int
+    compressed_wins: int
+    ties: int
+    baseline_wins: int
+    inconsistent: int
+    inconsistency_rate: float  # inconsistent / n
+    strong_losses: int
+    win_rate: CI  # (W + T/2) / N, resampling whole questions
+
+
+class DivergenceRow(Record):
+    """KL(baseline || compressed) pooled over the tokens of one scope (nats).
+
+    Means are token-weighted over the per-(question, turn) rows of the divergence stage, so they
+    equal the mean over all tokens. Quantiles and ``kl_se`` need the per-token arrays and are None
+    without them.
+    """
+
+    scope: Scope
+    label: str
+    n_items: int
+    n_tokens: int
+    kl_mean: float
+    kl_se: float | None = None
+    kl_median: float | None = None
+    kl_p90: float | None = None
+    kl_p99: float | None = None
+    kl_max: float
+    same_top1: float
+    dp_rms: float
+    log_ppl_ratio: float
+
+
+class KLHistogram(Record):
+    """Counts of KL values in log-spaced bins; ``unit`` says whether a value is a token or an item."""
+
+    unit: Literal["token", "item"]
+    edges: list[float]  # len(counts) + 1 bin edges in nats; the first bin also holds zeros
+    counts: list[int]
+
+
+class ItemPoint(Record):
+    """One (question, turn) item with both a KL and a grade on both sides: a scatter point."""
+
+    question_id: str
+    turn: int
+    category: str
+    kl_mean: float
+    grade_drop: float  # baseline - compressed
+
+
+class VsControl(Record):
+    """The compressed model against the control run (the noise floor), paired over items.
+
+    ``grade_delta`` is ``compressed - control`` grades; ``win_score_delta`` is the difference of the
+    pairwise scores (1 win, 0.5 tie, 0 loss, each against the baseline) of compressed and control.
+    An interval that excludes 0 says the compressed model differs from a re-run of the baseline.
+    """
+
+    grade_delta: CI
+    win_score_delta: CI | None = None
+
+
+class CandidateVerdict(Record):
+    status: Status
+    text: str
+
+
+class Section(Record):
+    """Everything about one compressed role (or the control run) against the baseline."""
+
+    role: str
+    model: str | None = None
+    n_questions: int  # questions answered by both models
+    grades: list[GradeRow]
+    head_to_head: HeadToHead | None = None
+    flips: FlipCounts | None = None  # over reference-graded (question, turn) items
+    divergence: list[DivergenceRow] = []
+    kl_method: str | None = None  # how KL was computed (exact, top-K bound, bound + tail estimate)
+    kl_histogram: KLHistogram | None = None
+    kl_grade_spearman: CI | None = None  # items: KL mean vs grade drop
+    points: list[ItemPoint] = []
+    issues: dict[str, dict[str, int]] = {}  # role -> degradation kind -> single-grading count
+    pair_issues: dict[str, dict[str, int]] = {}  # role -> kind -> count, from pairwise games
+    vs_control: VsControl | None = None
+    n_flagged: int = 0
+    verdict: CandidateVerdict
+
+
+class SummaryRow(Record):
+    """One line of the table across candidates (and the control run)."""
+
+    role: str
+    grade_delta: CI
+    win_rate: CI | None = None
+    flip_percent: float | None = None
+    flips_n: int | None = None
+    kl_mean: float | None = None
+    same_top1: float | None = None
+    n_flagged: int = 0
+
+
+class FailureCount(Record):
+    """Judgments that are not grades, by file, role and status; ``missing`` = never judged."""
+
+    kind: Literal["single", "pairwise"]
+    role: str
+    status: str  # a JudgmentStatus, or "missing"
+    count: int
+
+
+class ModelProvenance(Record):
+    role: str
+    name: str
+    spec: str
+    path: str
+    config_sha256: str | None = None
+    tokenizer_sha256: str | None = None
+    weight_bytes: int | None = None
+
+
+class Provenance(Record):
+    run: str
+    judge_version: str  # of the code that built this scorecard
+    run_judge_version: str | None = None  # of the code that made the run
+    models: list[ModelProvenance] = []
+    judges: list[str] = []  # judge model ids seen in the judgments
+    prompts: dict[str, list[str]] = {}  # judge prompt name -> sha256 of its rendered templates
+    question_set: str | None = None
+    question_set_sha256: str | None = None
+    n_questions: int | None = None
+    run_seed: int | None = None
+    bootstrap_seed: int
+    n_resamples: int
+    confidence: float
+    versions: dict[str, str] = {}
+
+
+class Scorecard(Record):
+    """``RUN/scorecard.json``."""
+
+    format_version: int = SCORECARD_VERSION
+    created: float
+    provenance: Provenance
+    baseline_model: str | None = None
+    sections: list[Section]  # one per compressed role
+    control: Section | None = None  # control vs baseline: the noise floor
+    summary: list[SummaryRow] = []
+    failures: list[FailureCount] = []
+    n_superseded: int = 0  # judgment rows replaced by a later row for the same key
+    verdict: str
+
+
+# --------------------------------------------------------------------------- flagged responses
+
+
+class TokenSpan(Record):
+    """A piece of the baseline answer's text and the KL at the token(s) that produced it."""
+
+    text: str
+    kl: float
+    top1: bool = True
+
+
+class GameView(Record):
+    """One order of a pairwise game, as shown to a reviewer."""
+
+    a_role: str
+    b_role: str
+    label: str | None  # "A>>B" ... or None when the game failed
+    winner: str | None
+    explanation: str | None
+
+
+class FlaggedItem(Record):
+    """One line of ``RUN/flagged.jsonl``: a (question, turn) where the compressed answer regressed.
+
+    ``severity`` = 3 per correct->incorrect flip + 2 for a consistent baseline win + 1 more when it
+    is strong + the grade drop when positive; items are ordered by severity, then mean KL, both
+    descending.
+    """
+
+    rank: int
+    role: str
+    question_id: str
+    turn: int
+    category: str
+    reasons: list[FlagReason]
+    severity: float
+    question: str | None = None
+    baseline_answer: str | None = None
+    compressed_answer: str | None = None
+    baseline_status: str | None = None  # the single judgment's status; None when never judged
+    compressed_status: str | None = None
+    baseline_score: float | None = None
+    compressed_score: float | None = None
+    grade_drop: float | None = None
+    baseline_correct: bool | None = None
+    compressed_correct: bool | None = None
+    baseline_explanation: str | None = None
+    compressed_explanation: str | None = None
+    baseline_issues: list[str] = []
+    compressed_issues: list[str] = []
+    pair_status: str | None = None  # the pairwise judgment's status; None when never judged
+    pair_winner: str | None = None
+    pair_consistent: bool | None = None
+    games: list[GameView] = []
+    kl_mean: float | None = None
+    kl_max: float | None = None
+    same_top1: float | None = None
+    tokens: list[TokenSpan] | None = None  # baseline answer coloured by KL; None without a tokenizer
