@@ -277,6 +277,20 @@ def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
 # --------------------------------------------------------------------------- builders
 
 
+def _gguf_tensor_types(gguf_path: Path) -> dict[str, int]:
+    """How many tensors of each GGML type the file holds (read from its header, memory-mapped)."""
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(gguf_path)
+    except (ValueError, OSError) as err:
+        raise ModelBuildError(f"not a readable GGUF file ({err})", path=gguf_path) from None
+    counts: dict[str, int] = {}
+    for t in reader.tensors:
+        counts[t.tensor_type.name] = counts.get(t.tensor_type.name, 0) + 1
+    return counts
+
+
 def convert_gguf(gguf_path: Path, dest: Path, progress: BuildProgress) -> dict[str, object]:
     """Dequantize a GGUF file into a bf16 checkpoint with its tokenizer and chat template."""
     import torch
@@ -285,6 +299,7 @@ def convert_gguf(gguf_path: Path, dest: Path, progress: BuildProgress) -> dict[s
     progress.step(f"hashing {gguf_path.name}")
     digest = sha256_file(gguf_path)
     progress.step("converting GGUF to a bf16 checkpoint")
+    tensor_types = _gguf_tensor_types(gguf_path)
     try:
         with _no_gguf_tqdm():
             tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
@@ -315,6 +330,7 @@ def convert_gguf(gguf_path: Path, dest: Path, progress: BuildProgress) -> dict[s
         "gguf_sha256": digest,
         "method": {
             "kind": "gguf_dequantize",
+            "gguf_tensor_types": tensor_types,
             "weights": "every GGUF tensor dequantized by transformers (gguf_file=...) and stored "
                        "as bfloat16 safetensors; no other change",
             "tokenizer": "from the GGUF metadata, saved as tokenizer.json (tokenizer_class "
