@@ -103,3 +103,59 @@ def test_cli_uncached_hub_id_exits_2_with_one_line(tmp_path, hub_cache, two_ques
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert lines[-1].count("org/absent is not in the local Hugging Face cache") == 1
     assert not any("Traceback" in ln for ln in lines)
+
+
+# --------------------------------------------------------------------------- online, against a fake hub
+
+
+@pytest.fixture
+def online_hub(tmp_path, monkeypatch):
+    """A fake hub on 127.0.0.1 (tests/fake_hub.py) with one public, one gated repository."""
+    from huggingface_hub import constants
+
+    from fake_hub import FakeHub
+
+    src = make_checkpoint(tmp_path / "src")
+    (src / "model.bin").write_bytes(b"pickle weights judge must not fetch")
+    cache = tmp_path / "hf" / "hub"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("JUDGE_CACHE", str(tmp_path / "judge-cache"))
+    monkeypatch.chdir(tmp_path)
+    with FakeHub({"org/tiny": (COMMIT_B, src), "org/gated": (COMMIT_A, src)},
+                 gated=("org/gated",)) as hub:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+        yield hub, cache, src
+
+
+def test_online_download_into_the_hub_cache_then_offline(online_hub, monkeypatch):
+    from huggingface_hub import constants
+
+    hub, cache, src = online_hub
+    info = resolve_model("org/tiny")
+    assert info.revision == COMMIT_B
+    assert Path(info.path) == cache / "models--org--tiny" / "snapshots" / COMMIT_B
+    fetched = sorted(p.name for p in Path(info.path).iterdir())
+    assert fetched == ["config.json", "model.safetensors", "tokenizer.json"]  # no model.bin
+    assert info.fingerprint.weights[0].sha256 == hashlib.sha256(b"\0" * 100).hexdigest()
+    assert (cache / "models--org--tiny" / "refs" / "main").read_text() == COMMIT_B
+    assert not any("model.bin" in r for r in hub.requests)
+    assert any(r.startswith("GET /org/tiny/resolve/") for r in hub.requests), hub.requests
+    # the same id resolves offline afterwards from what was downloaded, without a request
+    n = len(hub.requests)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert resolve_model("org/tiny").revision == COMMIT_B and len(hub.requests) == n
+
+
+@pytest.mark.parametrize("spec,fragment", [
+    ("org/gated", "gated repository"),
+    ("org/absent", "has no model of that name"),
+    ("org/tiny@v9", "has no revision 'v9'"),
+])
+def test_online_failures_are_one_line(online_hub, spec, fragment):
+    with pytest.raises(ModelSpecError) as err:
+        resolve_model(spec)
+    msg = str(err.value)
+    assert fragment in msg and "\n" not in msg, msg
