@@ -110,7 +110,9 @@ class _LineProgress:
 
 
 @contextmanager
-def build_progress(label: str, intro: str = "building (first use): ") -> Iterator[BuildProgress]:
+def build_progress(label: str, intro: str | None = "building (first use): ") -> Iterator[BuildProgress]:
+    """A spinner per step on a terminal; elsewhere one line ``label: intro + first step`` (none when
+    ``intro`` is None: the caller's closing line is enough)."""
     from rich.console import Console
     from rich.progress import (
         BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
@@ -120,7 +122,7 @@ def build_progress(label: str, intro: str = "building (first use): ") -> Iterato
 
     console = Console(file=terminal())
     if not console.is_terminal:
-        yield _LineProgress(console, label, intro)
+        yield _LineProgress(console, label, intro) if intro is not None else NoProgress()
         return
     # transient: the steps vanish when the build ends, and `say` leaves one line in their place
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),

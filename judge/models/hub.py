@@ -73,7 +73,7 @@ def resolve_hub(repo_id: str, revision: str | None, *, download: bool = True) ->
     try:
         disable_progress_bars()  # judge draws its own line; hub bars would flood the terminal
         local_only = _offline() or not download
-        with build_progress(spec, intro="") as progress:
+        with build_progress(spec, intro=None) as progress:
             progress.step("looking it up in the Hugging Face cache" if local_only
                           else "fetching it from the Hugging Face hub (or its local cache)")
             folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=ALLOW_PATTERNS,
@@ -95,11 +95,11 @@ def resolve_hub(repo_id: str, revision: str | None, *, download: bool = True) ->
         if _offline() or not download:
             why = "HF_HUB_OFFLINE is set" if _offline() else "downloading is off here"
             raise ModelSpecError(
-                f"{spec} is not in the local Hugging Face cache and {why}: download it once while "
+                f"{spec} is not in the local Hugging Face hub cache and {why}: download it once while "
                 f"online ({fetch}) or unset HF_HUB_OFFLINE") from None
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ModelSpecError(
-            f"{spec} is not in the local Hugging Face cache and the hub could not be reached "
+            f"{spec} is not in the local Hugging Face hub cache and the hub could not be reached "
             f"({reason[:160]}): check the connection, or download it elsewhere ({fetch}) and copy "
             "the cache (HF_HOME)") from None
     except HfHubHTTPError as err:
