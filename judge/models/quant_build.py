@@ -159,8 +159,8 @@ def write_gguf(source: Path, dest: Path, ggml_type: str, progress: BuildProgress
     for t in reader.tensors:
         values = gguf.quants.dequantize(t.data, t.tensor_type)  # float32, numpy (rows, cols) order
         # the baseline checkpoint holds these values rounded to bfloat16: start from exactly those
-        values = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)) \
-            .to(torch.bfloat16).to(torch.float32).numpy()
+        values = torch.from_numpy(np.array(values, dtype=np.float32))  # a copy: F32 tensors are
+        values = values.to(torch.bfloat16).to(torch.float32).numpy()  # read-only views of the file
         if values.ndim < 2:
             kind = gguf.GGMLQuantizationType.F32
             data = values
