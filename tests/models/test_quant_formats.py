@@ -122,28 +122,3 @@ def test_gguf_file_is_the_baseline_in_that_type_and_its_conversion(name, base_we
     conv = tensors(folder)["model.layers.3.mlp.down_proj.weight"]
     assert torch.equal(conv, torch.from_numpy(deq).to(torch.bfloat16))
 
-
-def test_transformers_loads_every_variant_and_kl_orders(base_model):
-    """Full-vocabulary KL on one teacher-forced conversation, in float32: 8 bits < 4 bits."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(base_model.path)
-    text = tok.apply_chat_template([{"role": "user", "content": "Why is the sky blue?"}],
-                                   tokenize=False, add_generation_prompt=True) + \
-        "Sunlight is scattered by the air, and blue light is scattered the most."
-    ids = tok(text, return_tensors="pt").input_ids
-
-    def logp(path: str) -> torch.Tensor:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-        with torch.no_grad():
-            return torch.log_softmax(model(ids).logits[0].float(), dim=-1)
-
-    base = logp(base_model.path)
-    kl = {}
-    for name in (*CT, *GGUF):
-        lq = logp(resolve_model(name).path)
-        kl[name] = float((base.exp() * (base - lq)).sum(-1).mean())
-    print("mean KL (nats):", {k: round(v, 5) for k, v in kl.items()})
-    assert all(v > 0 for v in kl.values())
-    assert kl["smollm2-135m-w8a16"] < kl["smollm2-135m-w4a16"]
-    assert kl["smollm2-135m-q8_0"] < kl["smollm2-135m-q4_0"]
