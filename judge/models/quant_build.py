@@ -10,8 +10,8 @@ scheme to every Linear but ``lm_head`` (`apply_quantization_config`), compute ea
 scale and zero point from its min and max per group / channel (`calculate_qparams`, llm-compressor's
 default ``memoryless_minmax`` observer), then `ModelCompressor.compress_model` packs the integers and
 `update_config` writes ``quantization_config`` into ``config.json``. Dynamic per-token activation
-scales (W8A8) need no calibration data. ``tests/models/test_quant_formats.py`` records how this was
-cross-checked against llm-compressor 0.14.0.1 in a separate environment.
+scales (W8A8) need no calibration data. ``bench/llmcompressor_crosscheck.py`` makes the same three
+checkpoints with llm-compressor 0.14.0.1 in a separate environment: every tensor is bit-identical.
 
 **GGUF**, written with llama.cpp's own ``gguf`` package: every tensor of the GGUF the baseline was
 made from is dequantized, rounded to bfloat16 exactly as the baseline's weights were, and quantized
