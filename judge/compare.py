@@ -147,6 +147,12 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Run:
     say(f"run folder: {run.root}")
     baseline = resolve_model(cfg.baseline.spec)
     models = [resolve_model(e.spec) for e in cfg.compressed]
+    if cfg.divergence.enabled:  # a format transformers cannot load here fails now, not after generation
+        from judge.diverge import check_loadable
+
+        base_opts = cfg.engine_for(cfg.baseline)
+        for m in (baseline, *models):
+            check_loadable(m, device_map=base_opts.device_map, dtype=base_opts.dtype)
     roles = reuse_roles(run, models, compressed_roles(cfg.compressed))
     candidates: list[tuple[str, ModelInfo, EngineOptions]] = [
         (role, m, cfg.engine_for(e)) for role, m, e in zip(roles, models, cfg.compressed)]

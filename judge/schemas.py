@@ -122,6 +122,7 @@ class Answer(FastChatRow):
 class WeightFile(Record):
     name: str
     bytes: int
+    sha256: str | None = None  # known without hashing for hub files (the cache names LFS blobs by it)
 
 
 class ModelFingerprint(Record):
@@ -139,6 +140,8 @@ class ModelInfo(Record):
     path: str
     embedded: bool = False
     fingerprint: ModelFingerprint | None = None
+    revision: str | None = None  # hub ids: the commit the snapshot was taken at
+    format: str | None = None  # e.g. "compressed-tensors W4A16", "GGUF Q8_0, dequantized", "unquantized"
 
 
 class StageTimes(Record):

@@ -5,11 +5,12 @@ baseline top-K cache, per-token arrays), `kl` the numeric core and `summary` lla
 Other stages call only what is named here.
 """
 
+from judge.diverge.loadcheck import check_loadable
 from judge.diverge.options import DivergeOptions
 from judge.diverge.stage import DivergeResult, diverge, load_divergence, load_summary
 from judge.diverge.summary import DivergenceSummary, describe_kl, summary_table
 
 __all__ = [
-    "DivergeOptions", "DivergeResult", "DivergenceSummary", "describe_kl", "diverge",
+    "DivergeOptions", "DivergeResult", "DivergenceSummary", "check_loadable", "describe_kl", "diverge",
     "load_divergence", "load_summary", "summary_table",
 ]

@@ -162,6 +162,7 @@ def _roles(run: Run, roles: list[str] | None) -> dict[str, ModelInfo]:
 def diverge(run: Run, roles: list[str] | None = None, options: DivergeOptions = DivergeOptions(),
             progress: bool = True) -> list[DivergeResult]:
     """Run the divergence stage for ``roles`` (default: every compressed role of the run)."""
+    from judge.diverge.loadcheck import check_loadable
     from judge.diverge.passes import baseline_pass, compressed_pass
     from judge.logs import engine_output
 
@@ -169,7 +170,9 @@ def diverge(run: Run, roles: list[str] | None = None, options: DivergeOptions = 
     targets = _roles(run, roles)
     baseline = run.load_manifest().models["baseline"]  # type: ignore[union-attr]
     base_sha, base_vocab, tokenizer = tokenizer_identity(baseline.path)
-    for role, info in targets.items():  # refuse before any model is loaded
+    for info in (baseline, *targets.values()):  # refuse before any model is loaded
+        check_loadable(info, device_map=options.device_map, dtype=options.dtype)
+    for role, info in targets.items():
         comp_sha, comp_vocab, _ = tokenizer_identity(info.path)
         check_same_tokenizer(role, (base_sha, base_vocab), (comp_sha, comp_vocab), info.spec)
     seqs, questions = baseline_sequences(run, tokenizer)

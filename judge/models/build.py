@@ -93,14 +93,15 @@ class _RichProgress:
 class _LineProgress:
     """Without a terminal (logs, CI): one plain line when the build starts; `say` ends it."""
 
-    def __init__(self, console: "Console", label: str):
+    def __init__(self, console: "Console", label: str, intro: str):
         self._console = console
         self._label = label
+        self._intro = intro
         self._started = False
 
     def step(self, text: str, total: int | None = None) -> None:
         if not self._started:
-            self._console.print(f"{self._label}: building (first use): {text}", highlight=False,
+            self._console.print(f"{self._label}: {self._intro}{text}", highlight=False,
                                 markup=False, soft_wrap=True)
             self._started = True
 
@@ -109,7 +110,9 @@ class _LineProgress:
 
 
 @contextmanager
-def build_progress(label: str) -> Iterator[BuildProgress]:
+def build_progress(label: str, intro: str | None = "building (first use): ") -> Iterator[BuildProgress]:
+    """A spinner per step on a terminal; elsewhere one line ``label: intro + first step`` (none when
+    ``intro`` is None: the caller's closing line is enough)."""
     from rich.console import Console
     from rich.progress import (
         BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
@@ -119,7 +122,7 @@ def build_progress(label: str) -> Iterator[BuildProgress]:
 
     console = Console(file=terminal())
     if not console.is_terminal:
-        yield _LineProgress(console, label)
+        yield _LineProgress(console, label, intro) if intro is not None else NoProgress()
         return
     # transient: the steps vanish when the build ends, and `say` leaves one line in their place
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
@@ -206,22 +209,43 @@ def quiet_transformers() -> Iterator[None]:
 
 
 @contextmanager
-def _no_gguf_tqdm() -> Iterator[None]:
-    """transformers draws the GGUF conversion with a plain tqdm bar that ignores its own
-    progress-bar switch; silence that bar (if this transformers version has it) for our display."""
+def _no_tqdm(module: object) -> Iterator[None]:
+    """Silence the plain tqdm bars a library module draws regardless of its own switches (if this
+    version of it has them), for our own display."""
     import functools
 
-    from transformers import modeling_gguf_pytorch_utils as gguf_utils
-
-    original = getattr(gguf_utils, "tqdm", None)
+    original = getattr(module, "tqdm", None)
     if original is None:
         yield
         return
-    gguf_utils.tqdm = functools.partial(original, disable=True)  # type: ignore[attr-defined]
+    setattr(module, "tqdm", functools.partial(original, disable=True))
     try:
         yield
     finally:
-        gguf_utils.tqdm = original  # type: ignore[attr-defined]
+        setattr(module, "tqdm", original)
+
+
+@contextmanager
+def _no_gguf_tqdm() -> Iterator[None]:
+    """transformers draws the GGUF conversion with a plain tqdm bar that ignores its own switch."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    with _no_tqdm(gguf_utils):
+        yield
+
+
+@contextmanager
+def quiet_compressed_tensors() -> Iterator[None]:
+    """compressed-tensors packs layers under a plain tqdm bar and logs through loguru."""
+    from compressed_tensors.compressors.model_compressors import model_compressor
+    from loguru import logger
+
+    logger.disable("compressed_tensors")
+    try:
+        with _no_tqdm(model_compressor):
+            yield
+    finally:
+        logger.enable("compressed_tensors")
 
 
 def _edit_json(path: Path, **changes: object) -> None:
@@ -234,17 +258,17 @@ def _edit_json(path: Path, **changes: object) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _copy_tokenizer(src: Path, dest: Path) -> None:
+def copy_tokenizer(src: Path, dest: Path) -> None:
     for name in TOKENIZER_FILES:
         if (src / name).is_file():
             shutil.copy2(src / name, dest / name)
 
 
-def _versions() -> dict[str, str]:
+def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out: dict[str, str] = {}
-    for pkg in ("torch", "transformers", "gguf", "safetensors"):
+    for pkg in ("torch", "transformers", "gguf", "safetensors", *extra):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -255,6 +279,20 @@ def _versions() -> dict[str, str]:
 # --------------------------------------------------------------------------- builders
 
 
+def _gguf_tensor_types(gguf_path: Path) -> dict[str, int]:
+    """How many tensors of each GGML type the file holds (read from its header, memory-mapped)."""
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(gguf_path)
+    except (ValueError, OSError) as err:
+        raise ModelBuildError(f"not a readable GGUF file ({err})", path=gguf_path) from None
+    counts: dict[str, int] = {}
+    for t in reader.tensors:
+        counts[t.tensor_type.name] = counts.get(t.tensor_type.name, 0) + 1
+    return counts
+
+
 def convert_gguf(gguf_path: Path, dest: Path, progress: BuildProgress) -> dict[str, object]:
     """Dequantize a GGUF file into a bf16 checkpoint with its tokenizer and chat template."""
     import torch
@@ -263,6 +301,7 @@ def convert_gguf(gguf_path: Path, dest: Path, progress: BuildProgress) -> dict[s
     progress.step(f"hashing {gguf_path.name}")
     digest = sha256_file(gguf_path)
     progress.step("converting GGUF to a bf16 checkpoint")
+    tensor_types = _gguf_tensor_types(gguf_path)
     try:
         with _no_gguf_tqdm():
             tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
@@ -293,6 +332,7 @@ def convert_gguf(gguf_path: Path, dest: Path, progress: BuildProgress) -> dict[s
         "gguf_sha256": digest,
         "method": {
             "kind": "gguf_dequantize",
+            "gguf_tensor_types": tensor_types,
             "weights": "every GGUF tensor dequantized by transformers (gguf_file=...) and stored "
                        "as bfloat16 safetensors; no other change",
             "tokenizer": "from the GGUF metadata, saved as tokenizer.json (tokenizer_class "
@@ -303,7 +343,7 @@ def convert_gguf(gguf_path: Path, dest: Path, progress: BuildProgress) -> dict[s
                                   "pad_token_id": model.generation_config.pad_token_id},
         },
         "chat_template": has_template,
-        "versions": _versions(),
+        "versions": package_versions(),
     }
 
 
@@ -346,8 +386,8 @@ def quantize_rtn(parent: Path, dest: Path, bits: int, group_size: int,
                                       if k != "quantized_module_names"}
     progress.step("writing safetensors and tokenizer")
     model.save_pretrained(dest)
-    _copy_tokenizer(parent, dest)
-    return {"method": method, "versions": _versions()}
+    copy_tokenizer(parent, dest)
+    return {"method": method, "versions": package_versions()}
 
 
 def drop_last_layers(parent: Path, dest: Path, n_drop: int,
@@ -378,5 +418,5 @@ def drop_last_layers(parent: Path, dest: Path, n_drop: int,
     model.config.judge_compression = method
     progress.step("writing safetensors and tokenizer")
     model.save_pretrained(dest)
-    _copy_tokenizer(parent, dest)
-    return {"method": method, "versions": _versions()}
+    copy_tokenizer(parent, dest)
+    return {"method": method, "versions": package_versions()}

