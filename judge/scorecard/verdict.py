@@ -121,9 +121,9 @@ def quality_headline(q: Quality, self_test: SelfTest | None) -> str:
     elif q.self_test == "passed":
         text += f"; {_probe_count(self_test)}"
     elif q.self_test == "imported":
-        text += " (the judge was not self-tested: imported judgments)"
+        text += "; the judge was not self-tested (imported judgments)"
     else:
-        text += " (the judge was not self-tested: no probes)"
+        text += "; the judge was not self-tested (no probes)"
     m = q.missingness
     if m is not None and m.informative:
         text += (f"; informative missingness: {m.compressed_failed} judgments failed for this model "
