@@ -9,7 +9,7 @@ import math
 import re
 from typing import TYPE_CHECKING
 
-from judge.scorecard import fmt, fmt_ci  # noqa: F401 - re-exported for the renderers
+from judge.scorecard import fmt, fmt_ci, fmt_position  # noqa: F401 - re-exported for the renderers
 
 if TYPE_CHECKING:
     from judge.scorecard import Behaviour, FlaggedItem, Proportion, Quality, Section, SelfTest
@@ -98,10 +98,6 @@ def _ci_pct(ci: "CI | None") -> str:
     return f"{pct(ci.estimate)} [{pct(ci.low)}, {pct(ci.high)}]"
 
 
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:.1f}"
-
-
 def behaviour_rule(b: "Behaviour") -> str:
     """The rule that decided the behaviour status, in a few words."""
     if b.rule == "noise floor":
@@ -120,7 +116,7 @@ def behaviour_line(b: "Behaviour") -> str:
     if b.n_answers:
         text += f" {b.n_answers - b.n_identical} of {b.n_answers} answers differ"
         if b.first_diff_median is not None:
-            text += f", first at {b.first_diff_unit} {_num(b.first_diff_median)} (median)"
+            text += f", first at {b.first_diff_unit} {fmt_position(b.first_diff_median)} (median)"
     if b.kl_mean is not None:
         text += f"; mean KL {fmt_ci(b.kl_mean, 4)} nats"
     if b.same_top1 is not None:

@@ -14,10 +14,10 @@ from judge.scorecard.gate import CRITERIA as GATE_CRITERIA
 from judge.scorecard.gate import GateReport, evaluate_gate, write_gate
 from judge.scorecard.schema import (SCORECARD_VERSION, Behaviour, FlaggedItem, Proportion, Quality,
                                     Scorecard, Section, SelfTest)
-from judge.scorecard.verdict import fmt, fmt_ci
+from judge.scorecard.verdict import fmt, fmt_ci, fmt_position
 
 __all__ = [
     "GATE_CRITERIA", "SCORECARD_VERSION", "Behaviour", "FlaggedItem", "GateReport", "Proportion",
     "Quality", "Scorecard", "Section", "SelfTest", "build_flagged", "build_report", "build_scorecard",
-    "evaluate_gate", "fmt", "fmt_ci", "load_run", "review_items", "write_gate",
+    "evaluate_gate", "fmt", "fmt_ci", "fmt_position", "load_run", "review_items", "write_gate",
 ]

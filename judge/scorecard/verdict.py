@@ -60,7 +60,8 @@ def _side(ci: CI, null: float) -> str | None:
     return None
 
 
-def _num(x: float) -> str:
+def fmt_position(x: float) -> str:
+    """A token position or a median of positions: ``9`` or ``9.5``."""
     return str(int(x)) if float(x).is_integer() else f"{x:.1f}"
 
 
@@ -73,7 +74,7 @@ def behaviour_headline(b: Behaviour) -> str:
         text = f"Behaviour {b.status}: all {b.n_answers} answers are identical to the baseline's"
     else:
         text = (f"Behaviour {b.status}: {n_diff} of {b.n_answers} answers differ from the baseline's "
-                f"(first difference at {b.first_diff_unit} {_num(b.first_diff_median or 0)}, median)")
+                f"(first difference at {b.first_diff_unit} {fmt_position(b.first_diff_median or 0)}, median)")
     if b.rule == "noise floor" and b.control_n_answers is not None:
         ctrl_diff = b.control_n_answers - (b.control_n_identical or 0)
         where = "beyond" if b.status == "changed" else "within"
