@@ -48,7 +48,7 @@ def _card(key: str, value: str, sub: str = "") -> str:
 def _axes(sec: Section) -> str:
     """Both axes of a section: status badges, the headline and one line per axis."""
     return (f'<div class="axes"><p>{_status(sec.behaviour.status, "behaviour ")} '
-            f'{_status(sec.quality.status, "quality ")}</p><p>{e(sec.verdict.headline)}</p>'
+            f'{_status(sec.quality.status, "quality ")}</p>'
             f'<ul><li>{e(behaviour_line(sec.behaviour))}</li>'
             f'<li>{e(quality_line(sec.quality))}</li></ul></div>')
 
@@ -153,7 +153,7 @@ def _section(sec: Section, control: Section | None) -> str:
             f'<span class="note">({e(sec.model or "?")})</span> {_status(sec.behaviour.status, "behaviour ")} '
             f'{_status(sec.quality.status, "quality ")}</h2>'
             + (f"<p>{e(sec.verdict.text)}</p>{_cards(sec, control)}" if sec.role == "control"
-               else f"<p>{e(sec.verdict.text)}</p>")
+               else f"<p>{e(sec.verdict.text.removeprefix(sec.verdict.headline).strip())}</p>")
             + f"{_charts(sec)}<details><summary>All numbers</summary>{_tables(sec, control)}"
             "</details></section>")
 

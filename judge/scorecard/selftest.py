@@ -80,7 +80,7 @@ def self_test(data: RunData, *, threshold: float = DEFAULT_MIN_SENSITIVITY,
     judge = rows[0].judge if rows else scorecard_judge(data)
     if not rows:
         return SelfTest(judge=judge, status="not run", threshold=threshold,
-                        reason="no probe judgments for this judge (the self-test was off: --probes 0)")
+                        reason="no probe judgments for this judge (`judge grade --probes N` makes them)")
     ok = [r for r in rows if r.status == "ok"]
     by_kind: dict[str, list[tuple[bool | None, bool | None, bool]]] = defaultdict(list)
     for r in ok:
