@@ -109,13 +109,14 @@ def _section(sec: Section, control: Section | None, categories: bool) -> list["R
             issues.add_row(_t(k), *[_t(f"{sec.issues.get(r, {}).get(k, 0)} | "
                                        f"{sec.pair_issues.get(r, {}).get(k, 0)}") for r in roles])
         out.append(issues)
-    elif kinds:  # one line per role: kind single|pairwise
-        for r in sec.issues:
-            counts = ", ".join(f"{k} {sec.issues.get(r, {}).get(k, 0)}|"
-                               f"{sec.pair_issues.get(r, {}).get(k, 0)}" for k in kinds)
-            out.append(_t(f"Degradation kinds, {r} (single|pairwise): {counts}"))
+    elif kinds:  # compact: the kinds named for this model only, most frequent first
+        counts = {k: sec.issues.get(sec.role, {}).get(k, 0) + sec.pair_issues.get(sec.role, {}).get(k, 0)
+                  for k in kinds}
+        top = ", ".join(f"{k} {n}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n)
+        if top:
+            out.append(_t(f"Degradation kinds named for {sec.role} (single + pairwise): {top}"))
     out.append(_t(f"Flagged responses: {sec.n_flagged} (see `judge review`)"
-                  + ("" if categories else "; per category: scorecard.md, report.html")))
+                  + ("" if categories else "; per category and per kind: scorecard.md, report.html")))
     return out
 
 

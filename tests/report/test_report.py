@@ -279,5 +279,9 @@ def test_compact_terminal_scorecard_leaves_category_rows_to_the_files(built) -> 
     for label in categories:
         assert re.search(rf"^\s*{label}\s+│", full_text, re.M)
         assert not re.search(rf"^\s*{label}\s+│", compact_text, re.M)
-    assert "per category: scorecard.md, report.html" in compact_text
+    assert "per category and per kind: scorecard.md, report.html" in compact_text
+    # the compact form names only the compressed model's degradation kinds, most frequent first:
+    # single 2 reasoning, 1 looping, 1 truncated; pairwise 2 truncated
+    assert ("Degradation kinds named for compressed (single + pairwise): incomplete_or_truncated 3, "
+            "reasoning_or_math_error 2, repetition_or_looping 1") in compact_text
     assert len(compact_text.splitlines()) < len(full_text.splitlines())
