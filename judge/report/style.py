@@ -151,8 +151,8 @@ def quality_line(q: "Quality") -> str:
     return text
 
 
-def self_test_lines(t: "SelfTest") -> list[str]:
-    """The judge's self-test: overall sensitivities with 95% intervals, then per kind."""
+def self_test_lines(t: "SelfTest", *, per_kind: bool = True) -> list[str]:
+    """The judge's self-test: overall sensitivities with 95% intervals, then (``per_kind``) per kind."""
     def prop(name: str, p: "Proportion | None") -> str | None:
         if p is None:
             return None
@@ -169,7 +169,7 @@ def self_test_lines(t: "SelfTest") -> list[str]:
     if t.n_failed:
         head += f"; {t.n_failed} probe judgments failed"
     lines = [head]
-    if t.kinds:
+    if t.kinds and per_kind:
         def frac(p: "Proportion | None") -> str:
             return "-" if p is None else str(p.k)
 

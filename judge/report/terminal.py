@@ -144,7 +144,7 @@ def scorecard_renderables(card: Scorecard, *, categories: bool = True) -> list["
                             _t(fmt(s.kl_mean, 4)), _t(pct(s.same_top1)), _t(s.n_flagged))
         out.append(summary)
     if card.self_test is not None:
-        out.extend(_t(line) for line in self_test_lines(card.self_test))
+        out.extend(_t(line) for line in self_test_lines(card.self_test, per_kind=categories))
     failures = _table("Judgments that are not grades", "kind", "role", "status", "count")
     for f in card.failures:
         failures.add_row(_t(f.kind), _t(f.role), _t(f.status), _t(f.count))
