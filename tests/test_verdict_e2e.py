@@ -53,8 +53,11 @@ def test_baseline_against_itself_without_a_judge_is_unchanged(base_model, tmp_pa
     assert b["same_top1"]["estimate"] == pytest.approx(1.0)
     q_axis = card["sections"][0]["quality"]
     assert (q_axis["status"], q_axis["self_test"]) == ("unknown", "no judge")
-    assert "Behaviour unchanged: all 4 answers are identical to the baseline's" in proc.stdout
-    assert "Quality: unknown: no judge was run" in proc.stdout
+    assert card["verdict"].startswith("compressed: Behaviour unchanged: all 4 answers are identical "
+                                      "to the baseline's, KL ")
+    assert "same top-1 100%." in card["verdict"]
+    assert "Quality: unknown: no judge was run." in card["verdict"]
+    assert "behaviour unchanged · quality unknown" in proc.stdout  # the section's title line
     assert (run / "flagged.jsonl").read_text() == ""  # nothing regressed, nothing diverged
     gate = json.loads((run / "gate.json").read_text())
     assert {r["criterion"]: r["outcome"] for r in gate["results"]} == {
