@@ -5,6 +5,8 @@ or Ctrl-C continues where it stopped. With several compressed models (a sweep) t
 answers and divergence cache are computed once. With ``control`` the baseline is answered a second
 time under a change that should not matter (another engine, or another batch composition) and
 scored like a compressed model: that is the noise floor every metric is shown against.
+``judge = "none"`` skips the judge (and needs no endpoint or key): the scorecard then has the
+behaviour axis alone. With ``gate`` criteria the gate is checked last (`judge.scorecard.gate`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,14 @@ from judge.store import Run, describe_validation_error, resolve_run_dir
 class Stage:
     name: str
     detail: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What `compare` made: the run folder, and the gate's report when criteria were given."""
+
+    run: Run
+    gate: object | None = None  # a judge.scorecard.GateReport
 
 
 def slug(text: str) -> str:
@@ -132,16 +142,25 @@ def control_engine_options(cfg: RunConfig) -> EngineOptions:
     return base.model_copy(update={"chunk_size": 1, "batch_size": 1})
 
 
-def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Run:
-    """Run every stage of a comparison; returns the run folder."""
+def no_judge(spec: str) -> bool:
+    """``--judge none``: behaviour only."""
+    return spec.strip().lower() == "none"
+
+
+def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
+    """Run every stage of a comparison; returns the run folder (and the gate's report)."""
     from judge.generate import generate
     from judge.grade import endpoint_for, parse_judge_spec
     from judge.models import resolve_model
     from judge.questions import load_questions
 
-    spec = parse_judge_spec(cfg.judge.spec, cfg.judge.base_url)
-    if spec.kind != "local":
-        endpoint_for(spec)  # a bad judge spec or a missing key fails now, not after hours of generation
+    if no_judge(cfg.judge.spec):
+        if cfg.judge.base_url:
+            raise ConfigError("--judge none takes no --judge-base-url")
+    else:
+        spec = parse_judge_spec(cfg.judge.spec, cfg.judge.base_url)
+        if spec.kind != "local":
+            endpoint_for(spec)  # a bad spec or a missing key fails now, not after hours of generation
     run = Run(resolve_run_dir(cfg.run or default_run_name(cfg)))
     info, questions = load_questions(cfg.questions, cfg.references)
     say(f"run folder: {run.root}")
@@ -185,22 +204,41 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Run:
                 f"over {o.n_tokens} tokens")
 
     # 3. judge --------------------------------------------------------------------------------
-    from judge.grade import grade_run
+    if no_judge(cfg.judge.spec):
+        say("judge: none (--judge none): no grades, no games; the scorecard has the behaviour axis")
+    else:
+        from judge.grade import grade_run
 
-    grade_roles = [r for r, _, _ in candidates] + (["control"] if cfg.control else [])
-    j = cfg.judge
-    summary = grade_run(run, j.spec, base_url=j.base_url, mode=j.mode, roles=grade_roles,
-                        questions=questions, concurrency=j.concurrency, max_retries=j.max_retries,
-                        timeout_s=j.timeout_s, progress=progress)
-    say(summary.short())
+        grade_roles = [r for r, _, _ in candidates] + (["control"] if cfg.control else [])
+        j = cfg.judge
+        summary = grade_run(run, j.spec, base_url=j.base_url, mode=j.mode, roles=grade_roles,
+                            questions=questions, concurrency=j.concurrency,
+                            max_retries=j.max_retries, timeout_s=j.timeout_s, progress=progress,
+                            probes=j.probes)
+        say(summary.short())
 
     # 4. report -------------------------------------------------------------------------------
     from judge.report import print_scorecard, write_reports
     from judge.scorecard import build_report
 
-    card, flagged = build_report(run, seed=cfg.report.seed, n_resamples=cfg.report.n_resamples)
+    card, flagged = build_report(run, seed=cfg.report.seed, n_resamples=cfg.report.n_resamples,
+                                 min_sensitivity=cfg.report.min_sensitivity)
     write_reports(run, card, flagged)
     print_scorecard(card, categories=False)  # per-category rows: scorecard.md, report.html
     say(f"wrote scorecard.md, report.html and flagged.jsonl in {run.root} (engine logs: logs/)")
     say(f"review the flagged responses: judge review {run.root}")
-    return run
+
+    # 5. gate ---------------------------------------------------------------------------------
+    report = None
+    if cfg.gate is not None and not cfg.gate.is_empty():
+        from judge.scorecard import evaluate_gate, write_gate
+
+        criteria = {k: v for k, v in cfg.gate.model_dump().items() if v is not None}
+        report = evaluate_gate(card, criteria)
+        paths = write_gate(report, run.root)
+        failing = [f"{r.role} {r.criterion.replace('_', '-')}" for r in report.results
+                   if r.outcome != "pass"]
+        say(f"gate: {report.outcome.upper()} (exit code {report.exit_code})"
+            + (f"; not passed: {', '.join(failing)}" if failing else "")
+            + f"; wrote {paths['json'].name}, {paths['junit'].name}, {paths['markdown'].name}")
+    return Comparison(run, report)

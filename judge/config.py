@@ -68,9 +68,10 @@ class ModelEntry(Record):
 
 
 class JudgeConfig(Record):
-    spec: str = "local:smollm2-135m"  # OpenAI model name, a served model name, or local:MODEL
+    spec: str = "local:smollm2-135m"  # OpenAI model name, a served model name, local:MODEL, or none
     base_url: str | None = None  # any OpenAI-compatible server
     mode: JudgeMode = "both"
+    probes: int = Field(default=24, ge=0, le=1000)  # the judge's self-test; 0 turns it off
     concurrency: int | None = Field(default=None, ge=1, le=256)  # None: 8; 16 for a local judge
     max_retries: int = Field(default=4, ge=0, le=20)
     timeout_s: float = Field(default=120.0, gt=0)
@@ -88,6 +89,23 @@ class DivergenceConfig(Record):
 class ReportConfig(Record):
     seed: int = 0
     n_resamples: int = Field(default=2000, ge=100)
+    # the judge's quality verdict is shown when the lower 95% bound of its self-test sensitivity
+    # reaches this (see judge.scorecard.selftest)
+    min_sensitivity: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class GateConfig(Record):
+    """Non-inferiority criteria for `judge gate` / `judge compare --gate` (None: not checked)."""
+
+    max_grade_drop: float | None = Field(default=None, ge=0.0)
+    min_recovery: float | None = Field(default=None, gt=0.0)
+    min_win_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_kl: float | None = Field(default=None, ge=0.0)
+    max_flip_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_judge_sensitivity: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    def is_empty(self) -> bool:
+        return all(v is None for v in self.model_dump().values())
 
 
 class RunConfig(Record):
@@ -104,6 +122,7 @@ class RunConfig(Record):
     judge: JudgeConfig = JudgeConfig()
     divergence: DivergenceConfig = DivergenceConfig()
     report: ReportConfig = ReportConfig()
+    gate: GateConfig | None = None  # checked after the report; the exit code follows it
 
     def engine_for(self, entry: ModelEntry) -> EngineOptions:
         return entry.engine or self.engine

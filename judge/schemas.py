@@ -323,3 +323,40 @@ class TurnDivergence(Record):
     turn: int
     role: str
     stats: KLSummary
+
+
+# --------------------------------------------------------------------------- the judge's self-test
+
+ProbeKind = Literal["truncated", "shuffled", "repetition", "wrong_number", "substituted", "refusal"]
+PROBE_KINDS: tuple[str, ...] = ProbeKind.__args__  # type: ignore[attr-defined]
+
+
+class Probe(Record):
+    """A planted degradation of one baseline answer (one turn), whose ground truth is known: the
+    degraded text is worse than the intact answer it was made from. See `judge.grade.probes`."""
+
+    probe_id: str  # "<kind>:<question_id>:<turn>", unique within a run
+    kind: ProbeKind
+    question_id: int | str
+    turn: int = Field(ge=1)
+    expected_issues: list[IssueKind]  # the kinds of the closed vocabulary that name it rightly
+    text: str  # the degraded answer to ``turn``; earlier turns stay intact
+
+
+class ProbeJudgment(Record):
+    """One line of ``RUN/judgments/probes.jsonl``: the judge on one probe.
+
+    ``single`` grades the degraded answer alone, ``intact`` the baseline's own answer with the same
+    prompt as its grade in ``single.jsonl`` (so it is a cache hit after grading), ``pair`` plays the
+    intact answer (role ``baseline``) against the degraded one (role ``probe``) in both orders.
+    Parts the grading mode does not use are None. ``status`` is ``ok`` when every part made is.
+    """
+
+    probe: Probe
+    judge: str  # the judge model
+    mode: Literal["single", "pairwise", "both"]
+    tstamp: float
+    status: JudgmentStatus
+    single: SingleJudgment | None = None
+    intact: SingleJudgment | None = None
+    pair: PairJudgment | None = None

@@ -469,3 +469,73 @@ def kl_summary(
         jsd_mean=_mean(arrays["jsd"]) if "jsd" in arrays else None,
         kl_bound_mean=_mean(arrays["kl_bound"]) if "kl_bound" in arrays else None,
     )
+
+
+# --------------------------------------------------------------------------- ratios, proportions
+
+
+def bootstrap_ratio_ci(
+    numerator: ArrayLike,
+    denominator: ArrayLike,
+    groups: Sequence[Hashable] | NDArray | None = None,
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> CI:
+    """``sum(numerator) / sum(denominator)`` with a percentile-bootstrap CI over whole groups.
+
+    For a token-weighted mean pass per-item sums and token counts (e.g. KL mass and tokens); for
+    a recovery ratio pass the compressed and the baseline grades. One resample draws G groups with
+    replacement and computes sum_{drawn g} N_g / sum_{drawn g} D_g (N_g, D_g: the group's sums).
+    Items where either side is NaN are dropped; a resample whose denominator is 0 is left out of
+    the quantiles (the note says how many were). Fewer than 2 groups: no interval.
+    """
+    _check_bootstrap_args(n_resamples, alpha)
+    num = _as_1d("numerator", numerator)  # (n,)
+    den = _as_1d("denominator", denominator)  # (n,)
+    if num.shape != den.shape:
+        raise ValueError(f"numerator has {len(num)} items but denominator has {len(den)}")
+    codes = _group_codes(groups, len(num))
+    keep = ~(np.isnan(num) | np.isnan(den))
+    num, den, codes = num[keep], den[keep], codes[keep]
+    n = len(num)
+    if n == 0 or den.sum() == 0:
+        return _nan_ci(n, 0, n_resamples, alpha, "no data" if n == 0 else "zero denominator")
+    _, codes = np.unique(codes, return_inverse=True)
+    n_groups = int(codes.max()) + 1
+    estimate = float(num.sum() / den.sum())
+    if n_groups < 2:
+        return _nan_ci(n, n_groups, n_resamples, alpha,
+                       "fewer than 2 resampling units: no interval", estimate)
+    g_num = np.bincount(codes, weights=num, minlength=n_groups)  # (G,)
+    g_den = np.bincount(codes, weights=den, minlength=n_groups)  # (G,)
+    rng = np.random.default_rng(seed)
+    tops, bottoms = np.empty(n_resamples), np.empty(n_resamples)  # (B,)
+    chunk = max(1, _CHUNK_ELEMENTS // n_groups)
+    for start in range(0, n_resamples, chunk):
+        stop = min(start + chunk, n_resamples)
+        idx = rng.integers(0, n_groups, size=(stop - start, n_groups))  # (b, G)
+        tops[start:stop], bottoms[start:stop] = g_num[idx].sum(axis=1), g_den[idx].sum(axis=1)
+    ok = bottoms != 0
+    low, high = _percentile_ci(tops[ok] / bottoms[ok], alpha)
+    note = None if ok.all() else f"{int((~ok).sum())} resamples with a zero denominator left out"
+    return CI(estimate=estimate, low=low, high=high, n=n, n_clusters=n_groups, level=1 - alpha,
+              n_resamples=n_resamples, note=note)
+
+
+def wilson_ci(k: int, n: int, *, alpha: float = 0.05) -> CI:
+    """The share ``k / n`` with Wilson's score interval (items independent; no resampling).
+
+    centre = (k + z^2/2) / (n + z^2), half-width = z sqrt(k (n - k) / n + z^2/4) / (n + z^2), with
+    z the standard normal's 1 - alpha/2 quantile. n = 0: NaN everywhere.
+    """
+    if not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    if n == 0:
+        return _nan_ci(0, 0, 0, alpha, "no data")
+    z = float(sps.norm.ppf(1 - alpha / 2))
+    centre = (k + z * z / 2) / (n + z * z)
+    half = z * np.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
+    return CI(estimate=k / n, low=float(max(0.0, centre - half)), high=float(min(1.0, centre + half)),
+              n=n, n_clusters=n, level=1 - alpha, n_resamples=0, note="Wilson score interval")

@@ -7,6 +7,7 @@ Layout of ``RUN/``::
     divergence/...                 baseline cache, per-(question, turn) stats, per-token arrays
     judgments/single.jsonl         SingleJudgment rows
     judgments/pairwise.jsonl       PairJudgment rows
+    judgments/probes.jsonl         ProbeJudgment rows: the judge's self-test
     judge_cache.sqlite             judge responses keyed by request hash
     logs/                          other programs' output: <stage>-<role>.log, judge-server.log
     scorecard.{json,md}  report.html  flagged.jsonl
@@ -208,6 +209,11 @@ class Run:
     @property
     def pairwise_path(self) -> Path:
         return self.judgments_dir / "pairwise.jsonl"
+
+    @property
+    def probes_path(self) -> Path:
+        """The judge's self-test: one `ProbeJudgment` per planted degradation."""
+        return self.judgments_dir / "probes.jsonl"
 
     @property
     def judge_cache_path(self) -> Path:

@@ -190,7 +190,7 @@ def test_readme_demo_with_the_real_local_judge(base_model, int4_model, tmp_path)
     q.write_text("".join(json.dumps(x) + "\n" for x in QUESTIONS), encoding="utf-8")
     run_dir = tmp_path / "demo"
     proc = run_judge("compare", "--run", str(run_dir), "-q", str(q), "--max-new-tokens", "32",
-                     "--no-progress", timeout=1500)
+                     "--probes", "8", "--no-progress", timeout=1500)
     run = Run(run_dir)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["config"]["compare"]["judge"]["spec"] == "local:smollm2-135m"
@@ -213,3 +213,12 @@ def test_readme_demo_with_the_real_local_judge(base_model, int4_model, tmp_path)
     for name in ("scorecard.json", "scorecard.md", "report.html", "flagged.jsonl"):
         assert (run_dir / name).is_file(), name
     assert "Verdict" in proc.stdout and "report.html" in proc.stdout
+    # the issue-15 reading of the demo: INT4 changed the answers, and the 135M judge cannot show it
+    card = json.loads((run_dir / "scorecard.json").read_text())
+    sec = card["sections"][0]
+    assert sec["behaviour"]["status"] == "changed" and sec["behaviour"]["rule"] == "exact identity"
+    assert sec["quality"]["status"] == "unknown" and card["self_test"]["status"] == "failed"
+    assert 0 < card["self_test"]["n_probes"] <= 8
+    assert "Behaviour changed:" in proc.stdout and "Quality: unknown: the judge" in proc.stdout
+    flagged = (run_dir / "flagged.jsonl").read_text().splitlines()
+    assert len(flagged) >= 3 and any('"diverged"' in line for line in flagged)

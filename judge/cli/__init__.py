@@ -2,7 +2,7 @@
 
 Heavy modules are imported inside each command so that `judge --help` is instant. A `JudgeError`
 becomes one line on stderr and exit code 2; `--debug` shows the traceback instead. The commands live
-in one module per group (`models`, `stages`, `compare`, `interop`), registered on `judge.cli.app.app`.
+in one module per group (`models`, `stages`, `compare`, `gate`, `interop`), registered on `judge.cli.app.app`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from judge.cli import compare as _compare  # noqa: F401 - registers its commands
+from judge.cli import gate as _gate  # noqa: F401
 from judge.cli import interop as _interop  # noqa: F401
 from judge.cli import models as _models  # noqa: F401
 from judge.cli import stages as _stages  # noqa: F401

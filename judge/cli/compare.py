@@ -23,10 +23,13 @@ def compare(
     questions: Annotated[Optional[str], typer.Option("--questions", "-q", help="Question set.")] = None,
     references: Annotated[Optional[str], typer.Option(help="FastChat reference answers file.")] = None,
     run: Annotated[Optional[str], typer.Option("--run", "-r", help="Run folder name or path.")] = None,
-    judge: Annotated[Optional[str], typer.Option("--judge", help="Judge: OpenAI model, served model name, or local:MODEL.")] = None,
+    judge: Annotated[Optional[str], typer.Option("--judge", help="Judge: OpenAI model, served model name, local:MODEL, or 'none' (behaviour only: no judge, no key).")] = None,
     judge_base_url: Annotated[Optional[str], typer.Option(help="Any OpenAI-compatible server.")] = None,
     mode: Annotated[Optional[str], typer.Option(help="single, pairwise or both.")] = None,
     concurrency: Annotated[Optional[int], typer.Option(help="Judge requests in flight.")] = None,
+    probes: Annotated[Optional[int], typer.Option("--probes", help="The judge's self-test: planted degradations of the baseline's answers (default 24; 0: off).")] = None,
+    min_sensitivity: Annotated[Optional[float], typer.Option(help="Show the quality verdict only when the judge's self-test sensitivity has a lower 95% bound of at least this (default 0.5).")] = None,
+    gate: Annotated[Optional[list[str]], typer.Option("--gate", help="A CI criterion NAME=VALUE (repeatable), e.g. max-grade-drop=0.3, min-recovery=0.95, min-win-rate=0.45, max-kl=0.05, max-flip-rate=0.05, min-judge-sensitivity=0.8; the exit code follows the gate (0 pass, 1 fail, 3 inconclusive).")] = None,
     control: Annotated[Optional[str], typer.Option(help="Noise floor: re-run the baseline with another 'engine' or 'batch' composition.")] = None,
     sampling: Annotated[Optional[str], typer.Option(help="greedy or mt-bench.")] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="Token limit per turn (default 1024; 128 for the demo).")] = None,
@@ -72,13 +75,23 @@ def compare(
     divergence: dict[str, object] = {"top_k": k}
     if no_diverge:
         divergence["enabled"] = False
+    if gate:
+        from judge.cli.gate import parse_gate_specs
+
+        overrides["gate"] = parse_gate_specs(gate)
     overrides.update(
         questions=questions, references=references, run=run, control=control,
-        judge={"spec": judge, "base_url": judge_base_url, "mode": mode, "concurrency": concurrency},
+        judge={"spec": judge, "base_url": judge_base_url, "mode": mode, "concurrency": concurrency,
+               "probes": probes},
+        report={"min_sensitivity": min_sensitivity},
         generation={"sampling": sampling, "max_new_tokens": max_new_tokens, "seed": seed},
         engine={"engine": engine, "dtype": dtype, "device": device, "device_map": device_map,
                 "tensor_parallel_size": tensor_parallel_size, "max_model_len": max_model_len},
         divergence=divergence,
     )
     cfg = make_config(file_values, overrides)
-    run_compare(cfg, progress=progress)
+    result = run_compare(cfg, progress=progress)
+    if result.gate is not None and result.gate.exit_code:
+        import sys
+
+        sys.exit(result.gate.exit_code)

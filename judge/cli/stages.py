@@ -149,11 +149,13 @@ def grade(
     timeout_s: Annotated[Optional[float], typer.Option("--timeout-s", help="Seconds per judge request (default: 300; 1800 for a local: judge, whose queue is ours).")] = None,
     max_tokens: Annotated[int, typer.Option(help="Token limit of each judge reply.")] = 1024,
     output_mode: Annotated[str, typer.Option(help="auto (json_schema, stepping down when refused), json_schema, json_object or text.")] = "auto",
+    probes: Annotated[int, typer.Option("--probes", help="The judge's self-test: planted degradations of the baseline's answers, judged like the rest (0: off).")] = 24,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     verbose: VerboseOpt = False,
 ) -> None:
     """Judge the answers: RUN/judgments/single.jsonl (1-10 per answer and turn) and pairwise.jsonl
-    (baseline vs each other role, every game played twice with positions swapped)."""
+    (baseline vs each other role, every game played twice with positions swapped), and the judge's
+    self-test: RUN/judgments/probes.jsonl."""
     set_verbose(verbose)
     from judge.errors import ConfigError, RunFolderError
     from judge.grade import grade_run, run_questions
@@ -164,9 +166,12 @@ def grade(
     if output_mode not in ("auto", "json_schema", "json_object", "text"):
         raise ConfigError(f"--output-mode {output_mode!r}: use auto, json_schema, json_object or text")
     if ((concurrency is not None and concurrency < 1) or max_retries < 0
-            or (timeout_s is not None and timeout_s <= 0) or max_tokens < 1):
-        raise ConfigError("--concurrency and --max-tokens must be at least 1, --max-retries at least 0, "
-                          "--timeout-s above 0")
+            or (timeout_s is not None and timeout_s <= 0) or max_tokens < 1 or probes < 0):
+        raise ConfigError("--concurrency and --max-tokens must be at least 1, --max-retries and "
+                          "--probes at least 0, --timeout-s above 0")
+    if judge.strip().lower() == "none":
+        raise ConfigError("--judge none grades nothing; `judge grade` needs a judge (use "
+                          "`judge report` for a scorecard without one)")
     target = Run(resolve_run_dir(run))
     if not target.root.is_dir():
         raise RunFolderError("run folder not found; give a name under outputs/ or a path", path=target.root)
@@ -174,7 +179,7 @@ def grade(
     summary = grade_run(target, judge, base_url=judge_base_url, mode=mode, roles=role or None,  # type: ignore[arg-type]
                         questions=qs, concurrency=concurrency, max_retries=max_retries,
                         timeout_s=timeout_s, max_tokens=max_tokens, output_mode=output_mode,
-                        progress=progress)
+                        progress=progress, probes=probes)
     print(summary)
     failed = sum(n for s, n in (summary.final_single + summary.final_pairwise).items() if s != "ok")
     if failed:
@@ -190,6 +195,7 @@ def report(
     run: Annotated[str, typer.Argument(help="Run folder: a name under outputs/ or a path.")],
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap resampling.")] = 0,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples per interval.")] = 2000,
+    min_sensitivity: Annotated[float, typer.Option(help="Show the quality verdict only when the judge's self-test sensitivity has a lower 95% bound of at least this.")] = 0.5,
     show: Annotated[bool, typer.Option(help="Print the scorecard in the terminal.")] = True,
 ) -> None:
     """Scorecard of a run: RUN/scorecard.json, scorecard.md, report.html and flagged.jsonl."""
@@ -201,8 +207,11 @@ def report(
 
     if resamples < 1:
         raise ConfigError(f"--resamples must be at least 1, got {resamples}")
+    if not 0.0 <= min_sensitivity <= 1.0:
+        raise ConfigError(f"--min-sensitivity must be between 0 and 1, got {min_sensitivity}")
     target = Run(resolve_run_dir(run))
-    card, flagged = build_report(target, seed=seed, n_resamples=resamples)
+    card, flagged = build_report(target, seed=seed, n_resamples=resamples,
+                                 min_sensitivity=min_sensitivity)
     paths = write_reports(target, card, flagged)
     if show:
         print_scorecard(card)

@@ -29,16 +29,17 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from judge.errors import ConfigError, JudgeEndpointError, RunFolderError
-from judge.grade.client import JudgeClient, JudgeResult
+from judge.grade.client import JudgeClient
+from judge.grade.judging import PairItem, SingleItem, judge_pair, judge_single
 from judge.grade.prompts import PAIR_SCHEMA, PromptSet, load_prompt_set, render_pair, render_single
-from judge.schemas import (Answer, PairGame, PairJudgment, PairVerdict, Question, SingleJudgment,
-                           Winner)
+from judge.schemas import Answer, PairJudgment, Question, SingleJudgment
 from judge.store import Run, append_jsonl, read_jsonl
+
+__all__ = ["GradeSummary", "PairItem", "Plan", "SingleItem", "grade_plan", "grade_run", "judge_pair",
+           "judge_single", "latest_pairwise", "latest_single", "plan_grading", "run_questions"]
 
 GradeMode = Literal["single", "pairwise", "both"]
 Key = tuple[str, str, int, str]
-_STRENGTH = {"A>>B": 2, "A>B": 1, "A=B": 0, "B>A": 1, "B>>A": 2}
-_FASTCHAT = {"baseline": "model_1", "compressed": "model_2", "tie": "tie"}
 
 
 # --------------------------------------------------------------------------- reading back
@@ -92,23 +93,6 @@ def run_answers(run: Run) -> dict[str, dict[str, Answer]]:
 
 
 # --------------------------------------------------------------------------- planning
-
-
-@dataclass(frozen=True)
-class SingleItem:
-    role: str
-    question: Question
-    answer: Answer
-    turn: int
-
-
-@dataclass(frozen=True)
-class PairItem:
-    role_2: str
-    question: Question
-    baseline: Answer
-    other: Answer
-    turn: int
 
 
 @dataclass
@@ -179,65 +163,6 @@ def _done(path: Any, model: Any, latest: Any) -> dict[Key, str | None]:
     return {k: r.prompt_sha256 for k, r in latest(read_jsonl(path, model)).items() if r.status == "ok"}
 
 
-# --------------------------------------------------------------------------- judging
-
-
-def _side(role: str) -> Winner:
-    return "baseline" if role == "baseline" else "compressed"
-
-
-def _game(a_role: str, b_role: str, user_prompt: str, result: JudgeResult) -> PairGame:
-    winner: Winner | None = None
-    strength = None
-    verdict = result.verdict if result.status == "ok" else None
-    if isinstance(verdict, PairVerdict):
-        label = verdict.verdict
-        winner = "tie" if label == "A=B" else _side(a_role if label.startswith("A") else b_role)
-        strength = _STRENGTH[label]
-    return PairGame(a_role=a_role, b_role=b_role, user_prompt=user_prompt, judgment=result.raw,
-                    status=result.status, error=result.error, verdict=verdict, winner=winner,
-                    strength=strength, usage=result.usage, attempts=result.attempts)
-
-
-async def judge_single(client: JudgeClient, prompts: PromptSet, item: SingleItem) -> SingleJudgment:
-    prompt, schema = render_single(prompts, item.question, item.answer.turns, item.turn)
-    result = await client.judge(prompt.messages, schema)
-    verdict: Any = result.verdict if result.status == "ok" else None
-    return SingleJudgment(
-        question_id=item.answer.question_id, model=item.answer.model_id,
-        judge=(client.model, prompt.name), user_prompt=prompt.user, judgment=result.raw,
-        score=float(verdict.rating) if verdict is not None else -1.0, turn=item.turn,
-        tstamp=time.time(), role=item.role, status=result.status, error=result.error,
-        verdict=verdict, correct=getattr(verdict, "correct", None), prompt_sha256=prompt.sha256,
-        usage=result.usage, attempts=result.attempts)
-
-
-async def judge_pair(client: JudgeClient, prompts: PromptSet, item: PairItem) -> PairJudgment:
-    base, other, turn = item.baseline.turns, item.other.turns, item.turn
-    p1 = render_pair(prompts, item.question, base, other, turn)  # game 1: baseline is A
-    p2 = render_pair(prompts, item.question, other, base, turn)  # game 2: baseline is B
-    r1, r2 = await asyncio.gather(client.judge(p1.messages, PAIR_SCHEMA),
-                                  client.judge(p2.messages, PAIR_SCHEMA))
-    g1 = _game("baseline", item.role_2, p1.user, r1)
-    g2 = _game(item.role_2, "baseline", p2.user, r2)
-    failed = [g for g in (g1, g2) if g.status != "ok"]
-    winner: Winner | None = None
-    consistent = None
-    if not failed:
-        consistent = g1.winner == g2.winner
-        winner = g1.winner if consistent else "tie"
-    return PairJudgment(
-        question_id=item.question.question_id, model_1=item.baseline.model_id,
-        model_2=item.other.model_id,
-        g1_winner=_FASTCHAT[g1.winner] if g1.winner else "error",  # type: ignore[arg-type]
-        g2_winner=_FASTCHAT[g2.winner] if g2.winner else "error",  # type: ignore[arg-type]
-        judge=(client.model, p1.name), g1_user_prompt=p1.user, g1_judgment=r1.raw,
-        g2_user_prompt=p2.user, g2_judgment=r2.raw, turn=turn, tstamp=time.time(),
-        role_1="baseline", role_2=item.role_2, games=[g1, g2],
-        status=failed[0].status if failed else "ok", winner=winner, consistent=consistent,
-        prompt_sha256=p1.sha256)
-
-
 @dataclass
 class GradeSummary:
     judge_model: str
@@ -253,10 +178,12 @@ class GradeSummary:
     first_error: str | None = None
     final_single: Counter[str] = field(default_factory=Counter)  # latest row per key, whole file
     final_pairwise: Counter[str] = field(default_factory=Counter)
+    probes: Counter[str] = field(default_factory=Counter)  # self-test rows written, by status
+    skipped_probes: int = 0
 
     @property
     def written(self) -> int:
-        return sum(self.single.values()) + sum(self.pairwise.values())
+        return sum(self.single.values()) + sum(self.pairwise.values()) + sum(self.probes.values())
 
     @property
     def ok(self) -> int:
@@ -272,13 +199,23 @@ class GradeSummary:
                 f"{self.skipped_single} already done; pairwise {counts(self.pairwise)} written, "
                 f"{self.skipped_pairwise} already done; {self.calls} requests, {self.cache_hits} cache "
                 f"hits, {self.prompt_tokens}+{self.completion_tokens} tokens in {self.seconds:.1f} s. "
-                f"Now: single {counts(self.final_single)}; pairwise {counts(self.final_pairwise)}")
+                f"Now: single {counts(self.final_single)}; pairwise {counts(self.final_pairwise)}"
+                f"{self._probe_text()}")
+
+    def _probe_text(self) -> str:
+        if not self.probes and not self.skipped_probes:
+            return ""
+        return (f"; self-test probes {self._counts(self.probes)} written, {self.skipped_probes} "
+                "already done")
 
     def short(self) -> str:
         """The summary in one terminal line: what this call wrote, what was there, its cost."""
+        probes = (f", self-test probes {self._counts(self.probes)}"
+                  if self.probes or self.skipped_probes else "")
+        done = self.skipped_single + self.skipped_pairwise + self.skipped_probes
         return (f"judgments: single {self._counts(self.single)}, pairwise "
-                f"{self._counts(self.pairwise)}; {self.skipped_single + self.skipped_pairwise} "
-                f"already done; {self.calls} requests in {self.seconds:.0f} s")
+                f"{self._counts(self.pairwise)}{probes}; {done} already done; {self.calls} requests "
+                f"in {self.seconds:.0f} s")
 
 
 async def grade_plan(run: Run, client: JudgeClient, plan: Plan, prompts: PromptSet, *,
@@ -317,7 +254,7 @@ async def grade_plan(run: Run, client: JudgeClient, plan: Plan, prompts: PromptS
 
 def check_endpoint_worked(summary: GradeSummary, where: str) -> None:
     """Every request of this call failed at the API: say so as one line (exit 2)."""
-    errors = summary.single["api_error"] + summary.pairwise["api_error"]
+    errors = summary.single["api_error"] + summary.pairwise["api_error"] + summary.probes["api_error"]
     if summary.written and errors == summary.written:
         raise JudgeEndpointError(
             f"the judge at {where} failed every request ({errors} judgments recorded as api_error; "
@@ -348,7 +285,8 @@ def final_counts(run: Run, judge_model: str) -> tuple[Counter[str], Counter[str]
 
 
 def _all_cached(plan: Plan, prompts: PromptSet, cache: Any, model: str, *, max_tokens: int,
-                max_text_chars: int | None) -> bool:
+                max_text_chars: int | None, extra: list[tuple[list[dict[str, str]], Any]] = ()
+                ) -> bool:
     from judge.grade.client import judge_request_key
 
     def cached(messages: list[dict[str, str]], schema: Any) -> bool:
@@ -364,7 +302,7 @@ def _all_cached(plan: Plan, prompts: PromptSet, cache: Any, model: str, *, max_t
         for a, b in ((p.baseline.turns, p.other.turns), (p.other.turns, p.baseline.turns)):
             if not cached(render_pair(prompts, p.question, a, b, p.turn).messages, PAIR_SCHEMA):
                 return False
-    return True
+    return all(cached(messages, schema) for messages, schema in extra)
 
 
 def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None,
@@ -373,8 +311,12 @@ def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None
               max_retries: int = 4,
               timeout_s: float | None = None, max_tokens: int = 1024, output_mode: str = "auto",
               progress: bool = True, http_client: Any = None,
-              max_text_chars: int | None = None) -> GradeSummary:
+              max_text_chars: int | None = None, probes: int = 0) -> GradeSummary:
     """Grade a run folder with the judge ``judge`` (default ``local:smollm2-135m``).
+
+    ``probes`` > 0 also runs the judge's self-test on that many planted degradations of the
+    baseline's answers (`judge.grade.selftest`; the CLI and `judge compare` default to
+    `judge.grade.probes.DEFAULT_PROBES`), after the grading, with the same client.
 
     A ``local:`` judge's server is started only when some request is not already in the run's
     judge cache, and stopped before this returns. ``max_text_chars`` caps the verdict's free text
@@ -400,19 +342,23 @@ def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None
     prompts = load_prompt_set()
     qs = questions if questions is not None else run_questions(run)
     plan = plan_grading(run, qs, model_name, mode=mode, roles=roles, prompts=prompts)
+    from judge.grade.selftest import ProbePlan, judge_probes, plan_probes, probe_requests
+
+    probe_plan = (plan_probes(run, qs, run_answers(run)["baseline"], model_name, n=probes, mode=mode,
+                              prompts=prompts) if probes > 0 else ProbePlan())
     summary = GradeSummary(model_name, skipped_single=plan.skipped_single,
-                           skipped_pairwise=plan.skipped_pairs)
+                           skipped_pairwise=plan.skipped_pairs, skipped_probes=probe_plan.skipped)
     text_cap = max_text_chars or (LOCAL_MAX_TEXT_CHARS if spec.kind == "local" else None)
     if concurrency is None:
         concurrency = LOCAL_CONCURRENCY if spec.kind == "local" else REMOTE_CONCURRENCY
     if timeout_s is None:  # a local server's queue is ours: waiting in it is not a fault
         timeout_s = LOCAL_TIMEOUT_S if spec.kind == "local" else REMOTE_TIMEOUT_S
-    if plan.single or plan.pairs:
+    if plan.single or plan.pairs or probe_plan.items:
 
         def record_start() -> None:  # only once the endpoint answered: a failed start changes nothing
             run.update_manifest(config={"judge": {"spec": judge or DEFAULT_JUDGE, "model": model_name,
                                                   "base_url": spec.base_url, "mode": mode,
-                                                  "max_tokens": max_tokens,
+                                                  "probes": probes, "max_tokens": max_tokens,
                                                   "output_mode": output_mode}})
             run.mark_stage("grade", started=True)
 
@@ -433,12 +379,21 @@ def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None
                     if preflight:
                         await client.check()
                     record_start()
-                    return await grade_plan(run, client, plan, prompts, progress=progress)
+                    t0 = time.perf_counter()
+                    done = await grade_plan(run, client, plan, prompts, progress=progress)
+                    done.probes = await judge_probes(run, client, probe_plan, prompts,
+                                                     progress=progress)
+                    done.skipped_probes = probe_plan.skipped
+                    done.seconds = time.perf_counter() - t0
+                    stats = client.stats
+                    done.calls, done.cache_hits = stats.calls, stats.cache_hits
+                    done.prompt_tokens, done.completion_tokens = stats.prompt_tokens, stats.completion_tokens
+                    return done
                 finally:
                     await client.aclose()
 
             if _all_cached(plan, prompts, cache, model_name, max_tokens=max_tokens,
-                           max_text_chars=text_cap):
+                           max_text_chars=text_cap, extra=probe_requests(probe_plan, prompts)):
                 # nothing will be sent: do not start (or even need) the endpoint
                 summary = asyncio.run(go(JudgeEndpoint(model_name, "http://127.0.0.1:9/v1", "EMPTY"),
                                          preflight=False))

@@ -15,9 +15,10 @@ from html import escape
 
 from judge.report import charts
 from judge.report.assets import CSS, JS, script_hash
-from judge.report.style import (KL_LOW_NATS, STATUS_COLOUR, fmt, fmt_ci, grade_label, grade_table,
-                                kl_hex, pct)
-from judge.scorecard import FlaggedItem, Scorecard, Section
+from judge.report.style import (KL_LOW_NATS, STATUS_COLOUR, behaviour_line, diverged_text, fmt,
+                                fmt_ci, grade_label, grade_table, kl_hex, pct, quality_line,
+                                self_test_rows)
+from judge.scorecard import FlaggedItem, Scorecard, Section, SelfTest
 
 MAX_FLAGGED = 200  # the page stays light on a phone; flagged.jsonl has them all
 
@@ -34,14 +35,31 @@ def _table(header: list[str], rows: list[list[object]], cls: str = "") -> str:
             + f"<tbody>{body}</tbody></table></div>")
 
 
-def _status(status: str) -> str:
+def _status(status: str, prefix: str = "") -> str:
     return (f'<span class="status" style="background:{STATUS_COLOUR.get(status, "#777")}">'
-            f"{e(status)}</span>")
+            f"{e(prefix + status)}</span>")
 
 
 def _card(key: str, value: str, sub: str = "") -> str:
     return (f'<div class="card"><div class="k">{e(key)}</div><div class="v">{e(value)}</div>'
             f'<div class="s">{e(sub)}</div></div>')
+
+
+def _axes(sec: Section) -> str:
+    """Both axes of a section: status badges, the headline and one line per axis."""
+    return (f'<div class="axes"><p>{_status(sec.behaviour.status, "behaviour ")} '
+            f'{_status(sec.quality.status, "quality ")}</p>'
+            f'<ul><li>{e(behaviour_line(sec.behaviour))}</li>'
+            f'<li>{e(quality_line(sec.quality))}</li></ul></div>')
+
+
+def _self_test(t: SelfTest) -> str:
+    header, rows = self_test_rows(t)
+    return (f'<section id="self-test"><h2>Judge self-test {_status(t.status)}</h2>'
+            f'<p>Planted degradations of the baseline\'s own answers (truncated, shuffled, looping, '
+            f'a wrong final number, another question\'s answer, a refusal), each judged against its '
+            f'intact original. Judge {e(t.judge or "?")}: {e(t.reason)}.</p>'
+            + (_table(header, rows) if rows else "") + "</section>")
 
 
 def _cards(sec: Section, control: Section | None) -> str:
@@ -132,8 +150,10 @@ def _tables(sec: Section, control: Section | None) -> str:
 
 def _section(sec: Section, control: Section | None) -> str:
     return (f'<section class="candidate" id="role-{e(sec.role)}"><h2>{e(sec.role)} '
-            f'<span class="note">({e(sec.model or "?")})</span> {_status(sec.verdict.status)}</h2>'
-            + (f"<p>{e(sec.verdict.text)}</p>{_cards(sec, control)}" if sec.role == "control" else "")
+            f'<span class="note">({e(sec.model or "?")})</span> {_status(sec.behaviour.status, "behaviour ")} '
+            f'{_status(sec.quality.status, "quality ")}</h2>'
+            + (f"<p>{e(sec.verdict.text)}</p>{_cards(sec, control)}" if sec.role == "control"
+               else f"<p>{e(sec.verdict.text.removeprefix(sec.verdict.headline).strip())}</p>")
             + f"{_charts(sec)}<details><summary>All numbers</summary>{_tables(sec, control)}"
             "</details></section>")
 
@@ -176,6 +196,7 @@ def _flag(item: FlaggedItem) -> str:
     kinds = sorted(set(item.reasons) | set(item.compressed_issues))
     badges = "".join(f'<span class="badge">{e(r)}</span>' for r in item.reasons)
     kl = f" · KL mean {fmt(item.kl_mean, 4)}, max {fmt(item.kl_max, 3)}" if item.kl_mean is not None else ""
+    kl += diverged_text(item)
     games = "".join(f"<li>A = {e(g.a_role)}, B = {e(g.b_role)}: <b>{e(g.label or 'failed')}</b> — "
                     f"{e(g.explanation or '')}</li>" for g in item.games)
     pair = ""
@@ -217,7 +238,8 @@ def _select(name: str, label: str, values: list[str]) -> str:
 
 def _flagged(items: list[FlaggedItem]) -> str:
     if not items:
-        return "<h2>Flagged responses</h2><p>No item regressed by the flagging rules.</p>"
+        return ("<h2>Flagged responses</h2><p>No item regressed by the flagging rules, and no "
+                "answer differs from the baseline's.</p>")
     shown = items[:MAX_FLAGGED]
     roles = sorted({i.role for i in shown})
     cats = sorted({i.category for i in shown})
@@ -229,7 +251,9 @@ def _flagged(items: list[FlaggedItem]) -> str:
                + "</span></div>")
     return (f'<section id="flagged"><h2>Flagged responses</h2><p class="note">Items where a compressed '
             "answer regressed (a consistent baseline win, a grade drop of 2 or more, or a "
-            "correct→incorrect flip), most severe first, then by KL.</p>"
+            "correct→incorrect flip), most severe first, then by KL; then the answers that "
+            "diverged most from the baseline's (most KL mass, earliest first difference), "
+            "whatever the judge said.</p>"
             f"{filters}{''.join(_flag(i) for i in shown)}</section>")
 
 
@@ -256,13 +280,12 @@ def _failures_and_provenance(card: Scorecard) -> str:
 
 def render_html(card: Scorecard, flagged: list[FlaggedItem]) -> str:
     p = card.provenance
-    order = ["worse", "mixed", "better", "indistinguishable", "insufficient data"]
-    first = min((s.verdict.status for s in card.sections), key=order.index, default="insufficient data")
+    order = ["worse", "mixed", "better", "unknown", "not distinguishable", "insufficient data"]
+    first = min((s.quality.status for s in card.sections), key=order.index, default="insufficient data")
     csp = (f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
            f"script-src {script_hash(JS)}; base-uri 'none'; form-action 'none'")
-    headline = "".join(f"<h3>{e(s.role)} <span class=\"note\">({e(s.model or '?')})</span> "
-                       f"{_status(s.verdict.status)}</h3>{_cards(s, card.control)}"
-                       for s in card.sections)
+    headline = "".join(f"<h3>{e(s.role)} <span class=\"note\">({e(s.model or '?')})</span></h3>"
+                       f"{_axes(s)}{_cards(s, card.control)}" for s in card.sections)
     summary = ""
     if len(card.summary) > 1:
         summary = "<h2>Candidates</h2>" + _table(
@@ -282,5 +305,7 @@ def render_html(card: Scorecard, flagged: list[FlaggedItem]) -> str:
         f'<h1>judge report <span class="run">{e(p.run)}</span></h1>'
         f'<section class="verdict" style="border-left-color:{STATUS_COLOUR.get(first, "#777")}">'
         f"<h2 style=\"border:0;margin:.2rem 0\">Verdict</h2>{paragraphs}</section>"
-        f"{headline}{summary}{sections}{_flagged(flagged)}{_failures_and_provenance(card)}"
+        f"{headline}{summary}{sections}"
+        f"{_self_test(card.self_test) if card.self_test is not None else ''}"
+        f"{_flagged(flagged)}{_failures_and_provenance(card)}"
         f'</main><div id="tip"></div><script>{JS}</script></body></html>\n')

@@ -10,8 +10,9 @@ from __future__ import annotations
 import html
 import re
 
-from judge.report.style import fmt, fmt_ci, grade_label, grade_table, pct, visible_text
-from judge.scorecard import FlaggedItem, Scorecard, Section
+from judge.report.style import (behaviour_line, diverged_text, fmt, fmt_ci, grade_label, grade_table,
+                                pct, quality_line, self_test_rows, visible_text)
+from judge.scorecard import FlaggedItem, Scorecard, Section, SelfTest
 
 MAX_FLAGGED = 20
 
@@ -38,8 +39,18 @@ def _table(header: list[str], rows: list[list[object]]) -> list[str]:
 
 
 def _section(sec: Section, control: Section | None) -> list[str]:
-    out = [f"## {cell(sec.role)} ({cell(sec.model or '?')}): {sec.verdict.status}", "",
-           cell(sec.verdict.text), "", "### Grades (1-10, paired items)", ""]
+    out = [f"## {cell(sec.role)} ({cell(sec.model or '?')}): behaviour {sec.behaviour.status}, "
+           f"quality {sec.quality.status}", "", cell(sec.verdict.text), "",
+           f"- {cell(behaviour_line(sec.behaviour))}", f"- {cell(quality_line(sec.quality))}", ""]
+    if sec.quality.signals:
+        out += _table(["quality signal", "estimate", "null", "level", "interval", "p", "decision"],
+                      [[q.name, fmt(q.estimate, 3), fmt(q.null, 1), f"{100 * q.level:.1f}%",
+                        f"[{fmt(q.low, 3)}, {fmt(q.high, 3)}]" if q.low is not None else "",
+                        fmt(q.p_value, 3) if q.p_value is not None else "", q.direction]
+                       for q in sec.quality.signals])
+    if sec.quality.recovery is not None:
+        out += [f"Recovery (compressed / baseline mean grade): {cell(fmt_ci(sec.quality.recovery, 3))}", ""]
+    out += ["### Grades (1-10, paired items)", ""]
     header, rows = grade_table(sec, control)
     out += _table(header, rows) if rows else ["No item was graded ok for both models.", ""]
     h = sec.head_to_head
@@ -78,13 +89,20 @@ def _section(sec: Section, control: Section | None) -> list[str]:
     return out
 
 
+def _self_test(t: SelfTest) -> list[str]:
+    out = ["## Judge self-test (planted degradations of the baseline's answers)", "",
+           f"Judge {cell(t.judge or '?')}: **{t.status}**. {cell(t.reason)}.", ""]
+    header, rows = self_test_rows(t)
+    return out + (_table(header, rows) if rows else [])
+
+
 def _flagged(item: FlaggedItem) -> list[str]:
     out = [f"### #{item.rank} question {cell(item.question_id)}, turn {item.turn} "
            f"({cell(item.category)}, {cell(item.role)})", "",
            f"Reasons: {cell(', '.join(item.reasons))}; severity {fmt(item.severity, 0)}; "
            f"{grade_label(item.baseline_score, item.baseline_status, item.baseline_correct)} → "
            f"{grade_label(item.compressed_score, item.compressed_status, item.compressed_correct)}; pairwise "
-           f"{cell(item.pair_winner or 'n/a')}; KL mean {fmt(item.kl_mean, 4)}", ""]
+           f"{cell(item.pair_winner or 'n/a')}; KL mean {fmt(item.kl_mean, 4)}{cell(diverged_text(item))}", ""]
     if item.question:
         out += ["Question:", "", fenced(item.question), ""]
     out += ["Baseline answer:", "", fenced(item.baseline_answer), "",
@@ -112,6 +130,8 @@ def render_markdown(card: Scorecard, flagged: list[FlaggedItem]) -> str:
         out += _section(sec, card.control)
     if card.control is not None:
         out += _section(card.control, None)
+    if card.self_test is not None:
+        out += _self_test(card.self_test)
     out += ["## Judgments that are not grades", ""]
     out += (_table(["kind", "role", "status", "count"],
                    [[f.kind, f.role, f.status, f.count] for f in card.failures])

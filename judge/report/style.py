@@ -9,10 +9,11 @@ import math
 import re
 from typing import TYPE_CHECKING
 
-from judge.scorecard import fmt, fmt_ci  # noqa: F401 - re-exported for the renderers
+from judge.scorecard import fmt, fmt_ci, fmt_position  # noqa: F401 - re-exported for the renderers
 
 if TYPE_CHECKING:
-    from judge.scorecard import Section
+    from judge.scorecard import Behaviour, FlaggedItem, Proportion, Quality, Section, SelfTest
+    from judge.stats import CI
 
 # C0 controls except tab and newline, DEL, and C1 controls: ESC starts terminal escape sequences
 _CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
@@ -84,7 +85,110 @@ def pct(x: float | None, digits: int = 1) -> str:
 
 
 STATUS_COLOUR = {"worse": "#c0392b", "better": "#1e8449", "mixed": "#b9770e",
-                 "indistinguishable": "#566573", "insufficient data": "#7f8c8d"}
+                 "not distinguishable": "#566573", "insufficient data": "#7f8c8d",
+                 "unknown": "#7f8c8d", "changed": "#b9770e", "unchanged": "#1e8449",
+                 "passed": "#1e8449", "failed": "#c0392b", "not run": "#7f8c8d"}
+
+
+def _ci_pct(ci: "CI | None") -> str:
+    if ci is None:
+        return "n/a"
+    if math.isnan(ci.low):
+        return pct(ci.estimate)
+    return f"{pct(ci.estimate)} [{pct(ci.low)}, {pct(ci.high)}]"
+
+
+def behaviour_rule(b: "Behaviour") -> str:
+    """The rule that decided the behaviour status, in a few words."""
+    if b.rule == "noise floor":
+        return (f"noise floor: {b.beyond_floor} vs {b.below_floor} of {b.n_questions} questions, "
+                f"sign test p = {fmt(b.sign_test_p, 3)}")
+    if b.rule == "exact identity":
+        why = "" if b.status != "unknown" else (
+            "; sampled answers" if b.greedy is False else "; decoding not recorded")
+        return f"exact identity, no control run{why}"
+    return "no answers to compare"
+
+
+def behaviour_line(b: "Behaviour") -> str:
+    """The behaviour axis in one or two terminal lines: status, rule, identity, KL, top-1, flips."""
+    text = f"Behaviour: {b.status} [{behaviour_rule(b)}]"
+    if b.n_answers:
+        text += f" {b.n_answers - b.n_identical} of {b.n_answers} answers differ"
+        if b.first_diff_median is not None:
+            text += f", first at {b.first_diff_unit} {fmt_position(b.first_diff_median)} (median)"
+    if b.kl_mean is not None:
+        text += f"; mean KL {fmt_ci(b.kl_mean, 4)} nats"
+    if b.same_top1 is not None:
+        text += f", same top-1 {_ci_pct(b.same_top1)}"
+    f = b.checked_flips
+    if f is not None and f.n:
+        text += (f"; checked flips {f.correct_to_incorrect} c→i, {f.incorrect_to_correct} i→c of "
+                 f"{f.n}")
+    return text
+
+
+SELF_TEST_WORDS = {"passed": "the judge passed its self-test", "failed": "the judge failed its self-test",
+                   "not run": "the judge was not self-tested (no probes)",
+                   "imported": "the judge was not self-tested (imported judgments)",
+                   "no judge": "no judge was run"}
+
+
+def quality_line(q: "Quality") -> str:
+    """The quality axis in one or two terminal lines: status, self-test, the Holm decision."""
+    text = f"Quality: {q.status} [{SELF_TEST_WORDS[q.self_test]}]"
+    if q.self_test != "no judge":
+        if q.status == "unknown":
+            text += f"; its signals alone say {q.signals_status}"
+        decided = [f"{s.name} {s.direction} at {100 * s.level:.1f}%" for s in q.signals
+                   if s.direction != "same"]
+        text += f"; {q.method}" + (f": {', '.join(decided)}" if decided else
+                                   (": none distinguishable" if q.signals else ""))
+    m = q.missingness
+    if m is not None and m.informative:
+        text += (f"; INFORMATIVE MISSINGNESS: {m.compressed_failed} failed judgments of this model "
+                 f"vs {m.baseline_failed} of the baseline (McNemar p = {fmt(m.p_value, 3)})")
+    return text
+
+
+def self_test_lines(t: "SelfTest", *, per_kind: bool = True) -> list[str]:
+    """The judge's self-test: overall sensitivities with 95% intervals, then (``per_kind``) per kind."""
+    def prop(name: str, p: "Proportion | None") -> str | None:
+        if p is None:
+            return None
+        return f"{name} {p.k}/{p.n} ({pct(p.estimate, 0)} [{pct(p.low, 0)}, {pct(p.high, 0)}])"
+
+    parts = [x for x in (prop("detected in both orders", t.detected),
+                         prop("graded lower", t.graded_lower),
+                         prop("named the kind", t.named)) if x]
+    head = f"Judge self-test ({t.judge or '?'}): {t.status}"
+    if parts:
+        head += f"; {', '.join(parts)}; threshold {t.threshold:g} on the lower bound"
+    else:
+        head += f"; {t.reason}"
+    if t.n_failed:
+        head += f"; {t.n_failed} probe judgments failed"
+    lines = [head]
+    if t.kinds and per_kind:
+        def frac(p: "Proportion | None") -> str:
+            return "-" if p is None else str(p.k)
+
+        lines.append("  per kind, of n (detected|graded lower|named): " + ", ".join(
+            f"{k.kind} {frac(k.detected)}|{frac(k.graded_lower)}|{frac(k.named)} of {k.n}"
+            for k in t.kinds))
+    return lines
+
+
+def diverged_text(item: "FlaggedItem") -> str:
+    """``, KL mass 2.31, first difference at token 9`` (empty when unknown)."""
+    out = ""
+    if item.kl_mass is not None:
+        out += f", KL mass {fmt(item.kl_mass, 2)}"
+    if item.first_diff is not None:
+        out += f", first difference at {item.first_diff_unit} {item.first_diff}"
+    elif item.answers_identical:
+        out += ", answers identical"
+    return out
 
 
 def grade_table(sec: "Section", control: "Section | None") -> tuple[list[str], list[list[object]]]:
@@ -101,4 +205,19 @@ def grade_table(sec: "Section", control: "Section | None") -> tuple[list[str], l
         if noise:
             row.append(fmt_ci(r.noise_delta, signed=True) if r.noise_delta else "n/a")
         rows.append(row)
+    return header, rows
+
+
+def self_test_rows(t: "SelfTest") -> tuple[list[str], list[list[object]]]:
+    """Header and rows of the self-test table (overall, then per kind), for Markdown and HTML."""
+    def cellp(p: "Proportion | None") -> str:
+        if p is None:
+            return "n/a"
+        return f"{p.k}/{p.n} ({pct(p.estimate, 0)} [{pct(p.low, 0)}, {pct(p.high, 0)}])"
+
+    header = ["probes", "n", "detected in both orders", "graded lower", "named the kind"]
+    if not t.n_ok:
+        return header, []
+    rows: list[list[object]] = [["all", t.n_ok, cellp(t.detected), cellp(t.graded_lower), cellp(t.named)]]
+    rows += [[k.kind, k.n, cellp(k.detected), cellp(k.graded_lower), cellp(k.named)] for k in t.kinds]
     return header, rows

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from judge.report.style import STATUS_COLOUR, fmt, fmt_ci, grade_label, kl_rgb, pct, visible_text
+from judge.report.style import (STATUS_COLOUR, behaviour_line, diverged_text, fmt, fmt_ci,
+                                grade_label, kl_rgb, pct, quality_line, self_test_lines,
+                                visible_text)
 from judge.scorecard import FlaggedItem, Scorecard, Section
 
 if TYPE_CHECKING:
@@ -45,12 +47,15 @@ def _section(sec: Section, control: Section | None, categories: bool) -> list["R
     from rich.rule import Rule
 
     out: list[RenderableType] = []
-    colour = STATUS_COLOUR.get(sec.verdict.status, "white")
-    title = _t(f"{sec.role} ({sec.model or '?'}): {sec.verdict.status}", f"bold {colour}")
+    colour = STATUS_COLOUR.get(sec.quality.status, "white")
+    title = _t(f"{sec.role} ({sec.model or '?'}): behaviour {sec.behaviour.status} · quality "
+               f"{sec.quality.status}", f"bold {colour}")
     if sec.role == "control":  # the candidates' verdicts are already in the top panel
         out.append(Panel(_t(sec.verdict.text), title=title, title_align="left"))
     else:
         out.append(Rule(title, align="left"))
+    out.append(_t(behaviour_line(sec.behaviour)))
+    out.append(_t(quality_line(sec.quality)))
     noise = control is not None and sec.role != "control"
     cols = ["scope", "n", "baseline", sec.role, "Δ [95% CI]"] + (["noise Δ"] if noise else [])
     grades = _table("Grades (1-10), paired items", *cols)
@@ -104,13 +109,14 @@ def _section(sec: Section, control: Section | None, categories: bool) -> list["R
             issues.add_row(_t(k), *[_t(f"{sec.issues.get(r, {}).get(k, 0)} | "
                                        f"{sec.pair_issues.get(r, {}).get(k, 0)}") for r in roles])
         out.append(issues)
-    elif kinds:  # one line per role: kind single|pairwise
-        for r in sec.issues:
-            counts = ", ".join(f"{k} {sec.issues.get(r, {}).get(k, 0)}|"
-                               f"{sec.pair_issues.get(r, {}).get(k, 0)}" for k in kinds)
-            out.append(_t(f"Degradation kinds, {r} (single|pairwise): {counts}"))
+    elif kinds:  # compact: the kinds named for this model only, most frequent first
+        counts = {k: sec.issues.get(sec.role, {}).get(k, 0) + sec.pair_issues.get(sec.role, {}).get(k, 0)
+                  for k in kinds}
+        top = ", ".join(f"{k} {n}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n)
+        if top:
+            out.append(_t(f"Degradation kinds named for {sec.role} (single + pairwise): {top}"))
     out.append(_t(f"Flagged responses: {sec.n_flagged} (see `judge review`)"
-                  + ("" if categories else "; per category: scorecard.md, report.html")))
+                  + ("" if categories else "; per category and per kind: scorecard.md, report.html")))
     return out
 
 
@@ -137,6 +143,8 @@ def scorecard_renderables(card: Scorecard, *, categories: bool = True) -> list["
                             _t(f"{fmt(s.flip_percent, 1)}%" if s.flip_percent is not None else "n/a"),
                             _t(fmt(s.kl_mean, 4)), _t(pct(s.same_top1)), _t(s.n_flagged))
         out.append(summary)
+    if card.self_test is not None:
+        out.extend(_t(line) for line in self_test_lines(card.self_test, per_kind=categories))
     failures = _table("Judgments that are not grades", "kind", "role", "status", "count")
     for f in card.failures:
         failures.add_row(_t(f.kind), _t(f.role), _t(f.status), _t(f.count))
@@ -188,6 +196,7 @@ def review_renderables(item: FlaggedItem) -> list["RenderableType"]:
     from rich.table import Table
 
     kl = f", KL mean {fmt(item.kl_mean, 4)} max {fmt(item.kl_max, 3)}" if item.kl_mean is not None else ""
+    kl += diverged_text(item)
     rank = f"#{item.rank}" if item.rank else "(not flagged)"
     why = f"{', '.join(item.reasons)} · severity {fmt(item.severity, 0)}" if item.reasons else "no regression"
     head = _t(f"{rank}  question {item.question_id} turn {item.turn} · {item.category} · "

@@ -1,17 +1,23 @@
 """The scorecard: a run's judgments, divergence and flips joined into verdicts with paired statistics.
 
 `data` reads the run folder, `build` computes every section, `divergence` pools KL rows, `flagged`
-ranks the items to review, `verdict` words the result and `schema` holds the records the report
-renderers draw. Other stages call only what is named here.
+ranks the items to review, `behaviour` and `quality` decide the two axes of every verdict,
+`selftest` scores the judge on planted degradations, `verdict` words the result, `gate` turns a
+scorecard into a CI check, and `schema` holds the records the report renderers draw. Other stages
+call only what is named here.
 """
 
 from judge.scorecard.build import build_report, build_scorecard, review_items
 from judge.scorecard.data import load_run
 from judge.scorecard.flagged import build_flagged
-from judge.scorecard.schema import SCORECARD_VERSION, FlaggedItem, Scorecard, Section
-from judge.scorecard.verdict import fmt, fmt_ci
+from judge.scorecard.gate import CRITERIA as GATE_CRITERIA
+from judge.scorecard.gate import GateReport, evaluate_gate, write_gate
+from judge.scorecard.schema import (SCORECARD_VERSION, Behaviour, FlaggedItem, Proportion, Quality,
+                                    Scorecard, Section, SelfTest)
+from judge.scorecard.verdict import fmt, fmt_ci, fmt_position
 
 __all__ = [
-    "SCORECARD_VERSION", "FlaggedItem", "Scorecard", "Section", "build_flagged", "build_report",
-    "build_scorecard", "fmt", "fmt_ci", "load_run", "review_items",
+    "GATE_CRITERIA", "SCORECARD_VERSION", "Behaviour", "FlaggedItem", "GateReport", "Proportion",
+    "Quality", "Scorecard", "Section", "SelfTest", "build_flagged", "build_report", "build_scorecard",
+    "evaluate_gate", "fmt", "fmt_ci", "fmt_position", "load_run", "review_items", "write_gate",
 ]

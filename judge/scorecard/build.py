@@ -8,7 +8,9 @@ one question stay together) with one seed, so the same run and seed give the sam
 Which rows count: for each key the LAST judgment row in the file (see `judge.scorecard.data`);
 a judgment whose status is not ``ok`` is never a grade, it is counted in ``failures``.
 Each compressed role gets one `Section`; a ``control`` role (a re-run of the baseline) gets the
-same section, shown as the noise floor next to every compressed role's numbers.
+same section, shown as the noise floor next to every compressed role's numbers. Every section has
+both axes (`judge.scorecard.behaviour`, `judge.scorecard.quality`); the judge's self-test
+(`judge.scorecard.selftest`) is scored once per scorecard and decides whether quality is shown.
 """
 
 from __future__ import annotations
@@ -33,8 +35,12 @@ from judge.scorecard.schema import (
     SummaryRow,
     VsControl,
 )
+from judge.scorecard.behaviour import behaviour_axis
 from judge.scorecard.divergence import divergence_rows, kl_histogram, kl_method
 from judge.scorecard.flagged import build_flagged, flagged_counts
+from judge.scorecard.quality import Signals, missingness, quality_axis
+from judge.scorecard.schema import SelfTest
+from judge.scorecard.selftest import DEFAULT_MIN_SENSITIVITY, self_test
 from judge.scorecard.verdict import overall_verdict, section_verdict
 from judge.stats import CI, FlipCounts, flips, paired_bootstrap_mean_delta, spearman_ci, win_rate_ci
 from judge.store import Run
@@ -50,6 +56,7 @@ class Settings:
     seed: int = 0
     n_resamples: int = 2000
     alpha: float = 0.05
+    min_sensitivity: float = DEFAULT_MIN_SENSITIVITY  # the judge's self-test threshold
 
     def kw(self) -> dict[str, float | int]:
         return {"seed": self.seed, "n_resamples": self.n_resamples, "alpha": self.alpha}
@@ -144,16 +151,39 @@ def head_to_head(data: RunData, role: str, s: Settings) -> HeadToHead | None:
     )
 
 
-def flip_counts(data: RunData, role: str) -> FlipCounts | None:
+def flip_items(data: RunData, role: str) -> tuple[list[ItemKey], list[bool | None], list[bool | None]]:
+    """Reference-graded items and the judge's correctness of both sides (None: no verdict)."""
     keys = sorted({(q, t) for q, t, r in data.single if r in ("baseline", role)}, key=item_sort)
     keys = [k for k in keys if is_reference_graded(data, k, ("baseline", role))]
-    if not keys or not any(r == role for _, _, r in data.single):
-        return None
     b = [correctness(data.single.get((q, t, "baseline"))) for q, t in keys]
     c = [correctness(data.single.get((q, t, role))) for q, t in keys]
+    return keys, b, c
+
+
+def flip_counts(data: RunData, role: str) -> FlipCounts | None:
+    keys, b, c = flip_items(data, role)
+    if not keys or not any(r == role for _, _, r in data.single):
+        return None
     if all(x is None for x in b) or all(x is None for x in c):
         return None  # the judge gave no correctness verdicts (e.g. FastChat's single grading)
     return flips(b, c)
+
+
+def quality_signals(data: RunData, role: str, fl: FlipCounts | None) -> Signals:
+    """The per-item data of the quality axis' three signals (the same items as the rows)."""
+    base, comp = grades(data, "baseline"), grades(data, role)
+    paired = sorted(set(base) & set(comp), key=item_sort)
+    outcomes = pair_outcomes(data, role)
+    okeys = sorted(outcomes, key=item_sort)
+    fkeys, fb, fc = flip_items(data, role) if fl is not None else ([], [], [])
+    return Signals(baseline_grades=[base[k] for k in paired], compressed_grades=[comp[k] for k in paired],
+                   grade_groups=[k[0] for k in paired], outcomes=[outcomes[k] for k in okeys],
+                   outcome_groups=[k[0] for k in okeys], flips=fl, flip_baseline=fb,
+                   flip_compressed=fc, flip_groups=[k[0] for k in fkeys])
+
+
+def is_imported(data: RunData) -> bool:
+    return bool(data.manifest and "import" in data.manifest.config)
 
 
 def kl_vs_drop(data: RunData, role: str, s: Settings) -> tuple[CI | None, list[ItemPoint]]:
@@ -213,7 +243,7 @@ def vs_control(data: RunData, role: str, s: Settings) -> VsControl | None:
 
 
 def build_section(data: RunData, role: str, s: Settings, n_flagged: int = 0,
-                  control: Section | None = None) -> Section:
+                  control: Section | None = None, judge_test: SelfTest | None = None) -> Section:
     rows = grade_rows(data, role, s)
     if control is not None:
         noise = {(r.scope, r.label): r.delta for r in control.grades}
@@ -228,13 +258,22 @@ def build_section(data: RunData, role: str, s: Settings, n_flagged: int = 0,
     fl = flip_counts(data, role)
     ctrl = vs_control(data, role, s) if role != "control" else None
     div = divergence_rows(data, role)
+    checked: FlipCounts | None = None  # machine-checked flips (checks/<role>.jsonl) when present
+    beh = behaviour_axis(data, role, alpha=s.alpha, seed=s.seed, n_resamples=s.n_resamples,
+                         dp_rms=div[0].dp_rms if div else None, checked_flips=checked)
+    judged = any(r == role for *_, r in data.single) or any(r == role for *_, r in data.pairwise)
+    qual = quality_axis(quality_signals(data, role, fl), self_test=judge_test,
+                        imported=is_imported(data), judged=judged,
+                        missing=missingness(data, role, s.alpha), alpha=s.alpha, seed=s.seed,
+                        n_resamples=s.n_resamples)
     section = Section(
         role=role, model=model.name if model else None, n_questions=len(qs), grades=rows,
         head_to_head=h2h, flips=fl, divergence=div, kl_histogram=kl_histogram(data, role),
         kl_method=kl_method(data, role) if div else None,
         kl_grade_spearman=rho, points=points, issues=issues, pair_issues=pair_issues,
-        vs_control=ctrl, n_flagged=n_flagged,
-        verdict=section_verdict(role, rows[0], h2h, fl, div, ctrl, s.alpha),
+        vs_control=ctrl, n_flagged=n_flagged, checked_flips=checked, behaviour=beh, quality=qual,
+        verdict=section_verdict(role, rows[0], h2h, fl, div, ctrl, s.alpha, behaviour=beh,
+                                quality=qual, self_test=judge_test),
     )
     return section
 
@@ -285,14 +324,22 @@ def failure_counts(data: RunData) -> list[FailureCount]:
 
 
 def build_report(run: Run, *, seed: int = 0, n_resamples: int = 2000, alpha: float = 0.05,
-                 tokens: bool = True) -> tuple[Scorecard, list[FlaggedItem]]:
-    """Load a run once and build its scorecard and flagged list (token KL decoded when asked)."""
+                 tokens: bool = True, min_sensitivity: float = DEFAULT_MIN_SENSITIVITY
+                 ) -> tuple[Scorecard, list[FlaggedItem]]:
+    """Load a run once and build its scorecard and flagged list (token KL decoded when asked).
+
+    ``min_sensitivity``: the lower 95% bound the judge's self-test sensitivity must reach for the
+    quality verdict to be shown (`judge.scorecard.selftest`)."""
     data = load_run(run)
-    s = Settings(seed, n_resamples, alpha)
+    s = Settings(seed, n_resamples, alpha, min_sensitivity)
     flagged = build_flagged(data, tokens=tokens)
     per_role = flagged_counts(flagged)
-    control = build_section(data, "control", s) if "control" in data.roles else None
-    sections = [build_section(data, role, s, per_role.get(role, 0), control)
+    judged = bool(data.single or data.pairwise)
+    judge_test = (self_test(data, threshold=s.min_sensitivity, alpha=s.alpha)
+                  if judged and not is_imported(data) else None)
+    control = (build_section(data, "control", s, judge_test=judge_test)
+               if "control" in data.roles else None)
+    sections = [build_section(data, role, s, per_role.get(role, 0), control, judge_test)
                 for role in data.compressed_roles]
     summary = summary_rows(sections + ([control] if control else []))
     failures = failure_counts(data)
@@ -300,16 +347,17 @@ def build_report(run: Run, *, seed: int = 0, n_resamples: int = 2000, alpha: flo
     card = Scorecard(
         created=time.time(), provenance=provenance(data, s.seed, s.n_resamples, 1 - s.alpha),
         baseline_model=baseline.name if baseline else None, sections=sections, control=control,
-        summary=summary, failures=failures, n_superseded=data.n_superseded,
+        summary=summary, failures=failures, n_superseded=data.n_superseded, self_test=judge_test,
         verdict=overall_verdict(sections, control, failures),
     )
     return card, flagged
 
 
-def build_scorecard(run: Run, *, seed: int = 0, n_resamples: int = 2000,
-                    alpha: float = 0.05) -> Scorecard:
+def build_scorecard(run: Run, *, seed: int = 0, n_resamples: int = 2000, alpha: float = 0.05,
+                    min_sensitivity: float = DEFAULT_MIN_SENSITIVITY) -> Scorecard:
     """The scorecard alone (no token decoding)."""
-    return build_report(run, seed=seed, n_resamples=n_resamples, alpha=alpha, tokens=False)[0]
+    return build_report(run, seed=seed, n_resamples=n_resamples, alpha=alpha, tokens=False,
+                        min_sensitivity=min_sensitivity)[0]
 
 
 def review_items(run: Run, *, question: str | None = None, role: str | None = None,

@@ -1,13 +1,19 @@
-"""Flagged responses: the (question, turn) items where a compressed answer regressed, ranked.
+"""Flagged responses: the (question, turn) items where a compressed answer regressed or diverged most.
 
 An item is flagged when any of these holds (reasons):
   * ``baseline_win``: the swapped pairwise games agree the baseline answer is better
     (``strong_loss`` too when at least one order says "much better");
   * ``grade_drop``: baseline grade - compressed grade >= 2 (both graded ok);
-  * ``correctness_flip``: correct under the baseline, incorrect under the compressed model.
-``severity = 3 * flip + 2 * baseline_win + 1 * strong_loss + max(grade drop, 0)``; the list is
-ordered by severity, then by the item's mean KL (both descending; items without KL last), then by
-question and turn, and ranked 1.. across every compressed role.
+  * ``correctness_flip``: correct under the baseline, incorrect under the compressed model;
+  * ``diverged``: among the role's answers that differ from the baseline's, one of the
+    ``diverged_count(n)`` = min(10, max(3, ceil(n / 10))) that diverged most (n: answers compared):
+    largest KL mass (the item's summed per-token KL on the baseline's answer), then earliest first
+    differing token. So the list shows where the models differ even when the judge sees nothing;
+    identical answers are never flagged as diverged.
+``severity = 3 * flip + 2 * baseline_win + 1 * strong_loss + max(grade drop, 0)``. Regressions
+(items with any other reason) come first, ordered by severity, then by the item's mean KL (both
+descending; items without KL last), then by question and turn; items flagged only as diverged
+follow, ordered by KL mass (descending), then first difference. Ranks 1.. run across every role.
 
 The baseline answer's tokens are coloured by KL: token ids from the divergence arrays are decoded
 with the baseline's tokenizer, lazily and only for flagged items; without a tokenizer or arrays
@@ -23,12 +29,14 @@ from collections import Counter
 from typing import Any
 
 from judge.schemas import SingleJudgment
+from judge.scorecard.behaviour import AnswerDiff, answer_diffs
 from judge.scorecard.data import ItemKey, ItemTokens, RunData, correctness
 from judge.scorecard.schema import FlaggedItem, FlagReason, GameView, TokenSpan
 
 log = logging.getLogger(__name__)
 
 GRADE_DROP_FLAG = 2.0
+DIVERGED_MIN, DIVERGED_MAX, DIVERGED_SHARE = 3, 10, 0.1
 _DECODE_WINDOW = 8  # tokens of left context when decoding one token (a UTF-8 char is <= 4 bytes)
 
 
@@ -69,8 +77,37 @@ def _turn_text(turns: list[str] | None, turn: int) -> str | None:
     return turns[turn - 1] if turns is not None and 0 < turn <= len(turns) else None
 
 
+def diverged_count(n_answers: int) -> int:
+    """How many of a role's differing answers are flagged as diverged."""
+    return min(DIVERGED_MAX, max(DIVERGED_MIN, math.ceil(DIVERGED_SHARE * n_answers)))
+
+
+def _kl_mass(data: RunData, role: str, key: ItemKey) -> float | None:
+    div = data.divergence.get(role, {}).get(key)
+    if div is None or not div.stats.n_tokens or math.isnan(div.stats.kl_mean):
+        return None
+    return div.stats.kl_mean * div.stats.n_tokens
+
+
+def most_diverged(data: RunData, role: str, diffs: dict[ItemKey, AnswerDiff]) -> list[ItemKey]:
+    """The items flagged ``diverged`` for ``role``: differing answers, most diverged first."""
+    differing = [k for k, d in diffs.items() if not d.identical]
+
+    def order(k: ItemKey) -> tuple:
+        mass = _kl_mass(data, role, k)
+        first = diffs[k].first_diff
+        return (-(mass if mass is not None else -math.inf), first if first is not None else math.inf,
+                _qkey(k[0]), k[1])
+
+    return sorted(differing, key=order)[:diverged_count(len(diffs))]
+
+
+def _qkey(qid: str) -> tuple:
+    return (0, int(qid), "") if qid.lstrip("-").isdigit() else (1, 0, qid)
+
+
 def _item(data: RunData, key: ItemKey, role: str, reasons: list[FlagReason], severity: float,
-          drop: float | None) -> FlaggedItem:
+          drop: float | None, diff: AnswerDiff | None = None) -> FlaggedItem:
     q, t = key
     b, c = data.single.get((q, t, "baseline")), data.single.get((q, t, role))
     pair = data.pairwise.get((q, t, role))
@@ -106,14 +143,21 @@ def _item(data: RunData, key: ItemKey, role: str, reasons: list[FlagReason], sev
         kl_mean=div.stats.kl_mean if div and div.stats.n_tokens else None,
         kl_max=div.stats.kl_max if div and div.stats.n_tokens else None,
         same_top1=div.stats.same_top1 if div and div.stats.n_tokens else None,
+        kl_mass=_kl_mass(data, role, key),
+        answers_identical=diff.identical if diff is not None else None,
+        first_diff=diff.first_diff if diff is not None else None,
+        first_diff_unit=diff.unit if diff is not None and diff.first_diff is not None else None,  # type: ignore[arg-type]
     )
 
 
 def _sort_key(item: FlaggedItem) -> tuple:
+    qkey = _qkey(item.question_id)
+    if item.reasons == ["diverged"]:  # after every regression: most KL mass, earliest difference
+        mass = item.kl_mass if item.kl_mass is not None else -math.inf
+        first = item.first_diff if item.first_diff is not None else math.inf
+        return (1, -mass, first, qkey, item.turn, item.role)
     kl = item.kl_mean if item.kl_mean is not None and not math.isnan(item.kl_mean) else -math.inf
-    qid = item.question_id
-    qkey = (0, int(qid), "") if qid.lstrip("-").isdigit() else (1, 0, qid)
-    return (-item.severity, -kl, qkey, item.turn, item.role)
+    return (0, -item.severity, -kl, qkey, item.turn, item.role)
 
 
 def build_flagged(data: RunData, *, tokens: bool = True, max_token_items: int = 200
@@ -121,12 +165,16 @@ def build_flagged(data: RunData, *, tokens: bool = True, max_token_items: int = 
     """Every regressed item of every compressed role, ranked (see the module docstring)."""
     items = []
     for role in data.compressed_roles:
+        diffs = answer_diffs(data, role)
+        diverged = set(most_diverged(data, role, diffs))
         keys = ({(q, t) for q, t, r in data.single if r in ("baseline", role)}
-                | {(q, t) for q, t, r in data.pairwise if r == role})
+                | {(q, t) for q, t, r in data.pairwise if r == role} | diverged)
         for key in keys:
             reasons, severity, drop = _reasons(data, key, role)
+            if key in diverged:
+                reasons.append("diverged")
             if reasons:
-                items.append(_item(data, key, role, reasons, severity, drop))
+                items.append(_item(data, key, role, reasons, severity, drop, diffs.get(key)))
     items.sort(key=_sort_key)
     items = [it.model_copy(update={"rank": i}) for i, it in enumerate(items, start=1)]
     if tokens and items:
@@ -201,9 +249,15 @@ def question_views(data: RunData, question_id: str, roles: list[str], *, tokens:
     """Every turn of one question for the given compressed roles, flagged or not (rank 0 if not)."""
     items = []
     for role in roles:
+        diffs = answer_diffs(data, role)
+        diverged = set(most_diverged(data, role, diffs))
         turns = sorted({t for q, t, r in data.single if q == question_id and r in ("baseline", role)}
-                       | {t for q, t, r in data.pairwise if q == question_id and r == role})
+                       | {t for q, t, r in data.pairwise if q == question_id and r == role}
+                       | {t for q, t in diffs if q == question_id})
         for turn in turns:
-            reasons, severity, drop = _reasons(data, (question_id, turn), role)
-            items.append(_item(data, (question_id, turn), role, reasons, severity, drop))
+            key = (question_id, turn)
+            reasons, severity, drop = _reasons(data, key, role)
+            if key in diverged:
+                reasons.append("diverged")
+            items.append(_item(data, key, role, reasons, severity, drop, diffs.get(key)))
     return _with_tokens(data, items, len(items)) if tokens else items

@@ -4,6 +4,11 @@
 carries its sample size. Directions: deltas are ``compressed - baseline`` (negative = worse), win
 rates are the compressed model's (below 0.5 = worse), ``grade_drop`` is ``baseline - compressed``
 (positive = worse). The builder lives in `judge.scorecard.build`; nothing here computes anything.
+
+Every section carries two axes: `Behaviour` (needs no judge: identical answers, first difference,
+KL, top-1, checked flips) and `Quality` (the judge's grades and games, ``unknown`` when the judge
+failed its self-test, `SelfTest`); their rules are in `judge.scorecard.behaviour`,
+`judge.scorecard.quality` and `judge.scorecard.selftest`.
 """
 
 from __future__ import annotations
@@ -13,11 +18,15 @@ from typing import Literal
 from judge.schemas import Record
 from judge.stats import CI, FlipCounts
 
-SCORECARD_VERSION = 1
+SCORECARD_VERSION = 2
 
 Scope = Literal["overall", "turn", "category"]
-Status = Literal["worse", "better", "mixed", "indistinguishable", "insufficient data"]
-FlagReason = Literal["baseline_win", "strong_loss", "grade_drop", "correctness_flip"]
+QualityStatus = Literal["worse", "better", "mixed", "not distinguishable", "insufficient data",
+                        "unknown"]
+Status = QualityStatus
+BehaviourStatus = Literal["unchanged", "changed", "unknown"]
+SelfTestStatus = Literal["passed", "failed", "not run"]
+FlagReason = Literal["baseline_win", "strong_loss", "grade_drop", "correctness_flip", "diverged"]
 
 
 class GradeRow(Record):
@@ -109,8 +118,140 @@ class VsControl(Record):
     win_score_delta: CI | None = None
 
 
+class Behaviour(Record):
+    """The behaviour axis: does the compressed model still say what the baseline says? No judge.
+
+    Answers are compared per (question, turn) by their generated token ids (by text when either
+    side has none, e.g. imported runs); ``first_diff_median`` is the median, over the answers that
+    differ, of the 1-based position of their first differing token (character, by text).
+    ``rule`` says what decided ``status``: the noise floor (a control re-run exists) or exact
+    identity (it does not). KL and same top-1 are token-weighted over the baseline's answers with
+    question-cluster bootstrap intervals; ``checked_flips`` are machine-checked (no judge).
+    """
+
+    status: BehaviourStatus
+    rule: Literal["noise floor", "exact identity", "none"]
+    reason: str
+    compared_by: Literal["token ids", "text"] | None = None
+    n_answers: int = 0
+    n_identical: int = 0
+    first_diff_median: float | None = None
+    first_diff_unit: Literal["token", "character"] | None = None
+    greedy: bool | None = None  # every compared answer decoded greedily (None: not recorded)
+    kl_mean: CI | None = None
+    same_top1: CI | None = None
+    dp_rms: float | None = None
+    checked_flips: FlipCounts | None = None
+    flip_rate: CI | None = None  # of the checked flips
+    control_n_answers: int | None = None
+    control_n_identical: int | None = None
+    n_questions: int | None = None  # questions in the noise-floor test
+    beyond_floor: int | None = None  # questions where this model differs and the control does not
+    below_floor: int | None = None  # questions where the control differs and this model does not
+    sign_test_p: float | None = None  # one-sided exact sign test on those two counts
+
+
+class QualitySignal(Record):
+    """One of the judge's signals, as the Holm procedure last tested it.
+
+    ``level`` is the confidence level of the interval (``low``, ``high``) it was decided with:
+    1 - alpha / (m - r) at the step where it was tested last (m signals, r already rejected).
+    Flips are decided by their exact McNemar ``p_value`` instead of an interval.
+    """
+
+    name: Literal["grade delta", "win rate", "flips"]
+    estimate: float
+    null: float  # the value that means "no difference": 0 (grades, flips) or 0.5 (win rate)
+    level: float
+    low: float | None = None
+    high: float | None = None
+    p_value: float | None = None
+    n: int
+    direction: Literal["worse", "better", "same"]  # "same": not distinguishable at its level
+
+
+class Missingness(Record):
+    """Single judgments that are not grades (failed or never made), on the items both models answered.
+
+    ``informative`` when failures fall on one role more than the other beyond chance (exact
+    McNemar on the items where only one side failed, at the scorecard's alpha): then the grades
+    that are left are not a random sample of the answers.
+    """
+
+    n_items: int
+    baseline_failed: int
+    compressed_failed: int
+    only_baseline: int
+    only_compressed: int
+    p_value: float
+    informative: bool
+
+
+class Quality(Record):
+    """The quality axis: is the compressed model worse by the judge?
+
+    ``signals_status`` is what the signals say (Holm over them, see `judge.scorecard.quality`);
+    ``status`` is that, or ``unknown`` when there is no judge or the judge failed its self-test
+    (``reason`` says which). A self-test that was not run (imported runs, ``--probes 0``) leaves
+    the status shown, with that caveat in ``reason``.
+    """
+
+    status: QualityStatus
+    signals_status: QualityStatus
+    reason: str | None = None
+    self_test: SelfTestStatus | Literal["imported", "no judge"]
+    method: str
+    signals: list[QualitySignal] = []
+    recovery: CI | None = None  # compressed mean grade / baseline mean grade, paired items
+    flip_rate: CI | None = None  # of the judge's correctness flips, question-cluster bootstrap
+    missingness: Missingness | None = None
+
+
+class Proportion(Record):
+    """``k`` of ``n`` with a Wilson score interval at ``level``."""
+
+    k: int
+    n: int
+    estimate: float
+    low: float
+    high: float
+    level: float
+
+
+class ProbeKindRow(Record):
+    kind: str
+    n: int
+    detected: Proportion | None = None  # intact answer preferred in both orders of the game
+    graded_lower: Proportion | None = None  # degraded answer graded below the intact one
+    named: Proportion | None = None  # the judge named an expected issue kind
+
+
+class SelfTest(Record):
+    """The judge on planted degradations of this run's baseline answers (`judge.scorecard.selftest`).
+
+    ``passed`` when the lower bound of every sensitivity measured (``detected``, ``graded_lower``)
+    reaches ``threshold``; ``not run`` when there are no probe judgments for this judge.
+    """
+
+    judge: str | None = None
+    status: SelfTestStatus
+    reason: str
+    threshold: float
+    n_probes: int = 0
+    n_ok: int = 0
+    n_failed: int = 0
+    detected: Proportion | None = None
+    graded_lower: Proportion | None = None
+    named: Proportion | None = None
+    kinds: list[ProbeKindRow] = []
+
+
 class CandidateVerdict(Record):
+    """The words: ``headline`` names both axes in one or two sentences; ``text`` adds the numbers.
+    ``status`` is the quality status (the behaviour status is in `Section.behaviour`)."""
+
     status: Status
+    headline: str
     text: str
 
 
@@ -132,6 +273,10 @@ class Section(Record):
     pair_issues: dict[str, dict[str, int]] = {}  # role -> kind -> count, from pairwise games
     vs_control: VsControl | None = None
     n_flagged: int = 0
+    checked_flips: FlipCounts | None = None  # machine-checked correctness (checks/<role>.jsonl)
+    judge_accuracy: CI | None = None  # the judge's correct/incorrect verdicts against the checks
+    behaviour: Behaviour
+    quality: Quality
     verdict: CandidateVerdict
 
 
@@ -196,6 +341,7 @@ class Scorecard(Record):
     summary: list[SummaryRow] = []
     failures: list[FailureCount] = []
     n_superseded: int = 0  # judgment rows replaced by a later row for the same key
+    self_test: SelfTest | None = None  # the judge on planted degradations (None: imported run)
     verdict: str
 
 
@@ -221,11 +367,13 @@ class GameView(Record):
 
 
 class FlaggedItem(Record):
-    """One line of ``RUN/flagged.jsonl``: a (question, turn) where the compressed answer regressed.
+    """One line of ``RUN/flagged.jsonl``: a (question, turn) where the compressed answer regressed
+    or diverged most.
 
     ``severity`` = 3 per correct->incorrect flip + 2 for a consistent baseline win + 1 more when it
-    is strong + the grade drop when positive; items are ordered by severity, then mean KL, both
-    descending.
+    is strong + the grade drop when positive; regressions are ordered by severity, then mean KL,
+    both descending. Items flagged only as ``diverged`` (severity 0) come after every regression,
+    ordered by KL mass, then by the earliest first difference (see `judge.scorecard.flagged`).
     """
 
     rank: int
@@ -256,4 +404,8 @@ class FlaggedItem(Record):
     kl_mean: float | None = None
     kl_max: float | None = None
     same_top1: float | None = None
+    kl_mass: float | None = None  # the item's summed per-token KL (mean x tokens), nats
+    answers_identical: bool | None = None  # None: an answer is missing
+    first_diff: int | None = None  # 1-based position of the first differing token (or character)
+    first_diff_unit: Literal["token", "character"] | None = None
     tokens: list[TokenSpan] | None = None  # baseline answer coloured by KL; None without a tokenizer

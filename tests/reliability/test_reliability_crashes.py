@@ -38,7 +38,7 @@ from fake_openai import FakeOpenAIServer
 from reliability_support import (cli_env, has_torn_tail, jsonl_files, judge_cmd, synthetic_run,
                                  torn_lines, write_questions)
 
-from judge.schemas import Answer, PairJudgment, SingleJudgment
+from judge.schemas import Answer, PairJudgment, ProbeJudgment, SingleJudgment
 from judge.store import Run, read_jsonl
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # bounded even on a slow machine
@@ -293,10 +293,21 @@ def judgments_of(run_root: Path) -> dict:
     p_keys = [(r.role_2, str(r.question_id), r.turn) for r in pairs]
     assert len(set(s_keys)) == len(s_keys) and len(set(p_keys)) == len(p_keys), "a judgment twice"
     games = lambda r: [g.model_dump(exclude={"usage", "attempts"}) for g in r.games or []]  # noqa: E731
+    probes_path = run_root / "judgments" / "probes.jsonl"
+    probes = read_jsonl(probes_path, ProbeJudgment) if probes_path.exists() else []
+    ids = [r.probe.probe_id for r in probes]
+    assert len(set(ids)) == len(ids), "a probe judged twice"
+
+    def strip(obj: object) -> object:  # the self-test rows nest judgments: drop times and costs
+        if isinstance(obj, dict):
+            return {k: strip(v) for k, v in obj.items() if k not in drop}
+        return [strip(v) for v in obj] if isinstance(obj, list) else obj
+
     return {
         "single": sorted((json.dumps(r.model_dump(exclude=drop), sort_keys=True) for r in single)),
         "pairs": sorted((json.dumps({**r.model_dump(exclude=drop | {"games"}), "games": games(r)},
                                     sort_keys=True) for r in pairs)),
+        "probes": sorted(json.dumps(strip(r.model_dump()), sort_keys=True) for r in probes),
     }
 
 
@@ -428,9 +439,10 @@ def test_grade_survives_sigkill(tmp_path: Path) -> None:
         trials, figures = crash_trials(
             "grade", prepare, args_for, lambda w: judgments_of(w / "run"),
             lambda w: lines(w / "run" / "judgments" / "single.jsonl")
-            + lines(w / "run" / "judgments" / "pairwise.jsonl"), env, tmp_path, window)
+            + lines(w / "run" / "judgments" / "pairwise.jsonl")
+            + lines(w / "run" / "judgments" / "probes.jsonl"), env, tmp_path, window)
         torn_equal = []
-        for name in ("single.jsonl", "pairwise.jsonl"):
+        for name in ("single.jsonl", "pairwise.jsonl", "probes.jsonl"):
             shutil.rmtree(tmp_path / "torn", ignore_errors=True)
             torn_equal.append(torn_write_trial(tmp_path, f"judgments/{name}", args_for,
                                                lambda w: judgments_of(w / "run"), env))

@@ -99,7 +99,8 @@ def test_terminal_scorecard(built) -> None:
     print_scorecard(card, con)
     text = con.export_text()
     assert "\x1b" not in text
-    assert "compressed is worse than the baseline" in text
+    assert "behaviour unchanged · quality worse" in text  # the noise floor: control differs too
+    assert "Quality: worse (grade delta −1.29)" in text
     assert "−1.29 [" in text and "Head-to-head (n=6): 1 W / 3 T / 2 L" in text
     assert "noise Δ" in text and "control" in text
     assert re.search(r"pairwise\s+│\s+compressed\s+│\s+missing\s+│\s+1", text)
@@ -240,8 +241,13 @@ def test_report_without_divergence_or_pairwise(tmp_path: Path) -> None:
     card, flagged = build_report(Run(run.root), n_resamples=100)
     sec = card.sections[0]
     assert sec.head_to_head is None and sec.divergence == [] and sec.kl_grade_spearman is None
-    # without games only grade drops and flips flag: (2,2) flip + drop 3, (3,2) drop 5, (1,1) drop 2
-    assert [(f.question_id, f.turn) for f in flagged] == [("2", 2), ("3", 2), ("1", 1)]
+    # without games only grade drops and flips flag: (2,2) flip + drop 3, (3,2) drop 5, (1,1) drop 2;
+    # without KL the 3 diverged items are the earliest first differences (all at character 1), in
+    # question order: (1,1) (already flagged), (1,2) and (2,1), after the regressions
+    assert [(f.question_id, f.turn) for f in flagged] == [("2", 2), ("3", 2), ("1", 1), ("1", 2),
+                                                          ("2", 1)]
+    assert [f.reasons for f in flagged[3:]] == [["diverged"], ["diverged"]]
+    assert [f.severity for f in flagged[3:]] == [0.0, 0.0]
     page = render_html(card, flagged)
     assert page.count('<svg class="chart"') == 1
     render_markdown(card, flagged)
@@ -273,5 +279,9 @@ def test_compact_terminal_scorecard_leaves_category_rows_to_the_files(built) -> 
     for label in categories:
         assert re.search(rf"^\s*{label}\s+│", full_text, re.M)
         assert not re.search(rf"^\s*{label}\s+│", compact_text, re.M)
-    assert "per category: scorecard.md, report.html" in compact_text
+    assert "per category and per kind: scorecard.md, report.html" in compact_text
+    # the compact form names only the compressed model's degradation kinds, most frequent first:
+    # single 2 reasoning, 1 looping, 1 truncated; pairwise 2 truncated
+    assert ("Degradation kinds named for compressed (single + pairwise): incomplete_or_truncated 3, "
+            "reasoning_or_math_error 2, repetition_or_looping 1") in compact_text
     assert len(compact_text.splitlines()) < len(full_text.splitlines())

@@ -234,7 +234,7 @@ def test_noise_floor_and_verdict(card) -> None:
     # pair scores: compressed 0 .5 .5 0 1 .5, control all .5 -> mean difference -1/12
     assert sec.vs_control.win_score_delta.estimate == pytest.approx(-1 / 12)
     assert sec.verdict.status == "worse"
-    assert ctrl.verdict.status == "indistinguishable"
+    assert ctrl.verdict.status == "not distinguishable"
     assert "exceeds the noise floor" in sec.verdict.text
     assert "\u22121.29" in card.verdict  # the grade delta is stated with its number
     assert [s.role for s in card.summary] == ["compressed", "control"]
@@ -275,14 +275,20 @@ def test_empty_run_is_a_clear_error(tmp_path: Path) -> None:
 def test_flagged_ranking(run: Run) -> None:
     card, flagged = build_report(run, n_resamples=100)
     got = [(f.rank, f.question_id, f.turn, f.reasons, f.severity) for f in flagged]
+    # every answer's text differs from the baseline's; of 8, diverged_count(8) = 3 are flagged as
+    # diverged: the most KL mass, (2,2) 30 x 0.4 = 12, (3,2) 20 x 0.3 = 6, (1,1) 10 x 0.2 = 2 --
+    # the three regressions, so no item is flagged as diverged alone
     assert got == [
         # flip 3 + consistent loss 2 + drop 3
-        (1, "2", 2, ["correctness_flip", "baseline_win", "grade_drop"], 8.0),
+        (1, "2", 2, ["correctness_flip", "baseline_win", "grade_drop", "diverged"], 8.0),
         # drop 5; ties with (1,1) on severity and wins on KL (0.3 > 0.2)
-        (2, "3", 2, ["grade_drop"], 5.0),
+        (2, "3", 2, ["grade_drop", "diverged"], 5.0),
         # consistent loss 2 + strong 1 + drop 2
-        (3, "1", 1, ["baseline_win", "strong_loss", "grade_drop"], 5.0),
+        (3, "1", 1, ["baseline_win", "strong_loss", "grade_drop", "diverged"], 5.0),
     ]
+    assert [(f.kl_mass, f.first_diff, f.first_diff_unit) for f in flagged] == [
+        (pytest.approx(12.0), 1, "character"), (pytest.approx(6.0), 1, "character"),
+        (pytest.approx(2.0), 1, "character")]
     top = flagged[0]
     assert (top.baseline_score, top.compressed_score, top.grade_drop) == (6.0, 3.0, 3.0)
     assert (top.baseline_correct, top.compressed_correct) == (True, False)
@@ -351,7 +357,7 @@ def test_scorecard_json_round_trip(run: Run) -> None:
     write_reports(run, card, flagged)
     assert load_scorecard(run).model_dump_json() == card.model_dump_json()  # NaN != NaN, so as JSON
     raw = json.loads((run.root / "scorecard.json").read_text())
-    assert raw["format_version"] == 1
+    assert raw["format_version"] == 2
     assert len((run.root / "flagged.jsonl").read_text().splitlines()) == 3
 
 
