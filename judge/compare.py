@@ -192,7 +192,8 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Run:
     from judge.report import print_scorecard, write_reports
     from judge.scorecard import build_report
 
-    card, flagged = build_report(run, seed=cfg.report.seed, n_resamples=cfg.report.n_resamples)
+    card, flagged = build_report(run, seed=cfg.report.seed, n_resamples=cfg.report.n_resamples,
+                                 judge_model=summary.judge_model)  # this comparison's judge
     write_reports(run, card, flagged)
     print_scorecard(card, categories=False)  # per-category rows: scorecard.md, report.html
     say(f"wrote scorecard.md, report.html and flagged.jsonl in {run.root} (engine logs: logs/)")

@@ -141,9 +141,9 @@ def _group_codes(groups: Sequence[Hashable] | NDArray | None, n: int) -> NDArray
 
 
 def _nan_ci(n: int, n_clusters: int, n_resamples: int, alpha: float, note: str,
-            estimate: float = _NAN) -> CI:
+            estimate: float = _NAN, method: IntervalMethod = "percentile") -> CI:
     return CI(estimate=estimate, low=_NAN, high=_NAN, n=n, n_clusters=n_clusters, level=1 - alpha,
-              n_resamples=n_resamples, note=note)
+              n_resamples=n_resamples, note=note, method=method)
 
 
 def interval_alpha(alpha: float, n_units: int, method: IntervalMethod) -> float:
@@ -206,13 +206,13 @@ def bootstrap_ratio_ci(
     s, c, codes = s[keep], c[keep], codes[keep]
     n = len(s)
     if n == 0:
-        return _nan_ci(0, 0, n_resamples, alpha, "no data")
+        return _nan_ci(0, 0, n_resamples, alpha, "no data", method=method)
     _, codes = np.unique(codes, return_inverse=True)  # renumber 0..G-1 after dropping
     n_groups = int(codes.max()) + 1
     estimate = float(s.sum() / c.sum())
     if n_groups < max(2, min_clusters):
         return _nan_ci(n, n_groups, n_resamples, alpha,
-                       _too_few_note(n_groups, min_clusters, alpha), estimate)
+                       _too_few_note(n_groups, min_clusters, alpha), estimate, method)
     group_sum = np.bincount(codes, weights=s, minlength=n_groups)  # (G,)
     group_count = np.bincount(codes, weights=c, minlength=n_groups)  # (G,)
     rng = np.random.default_rng(seed)

@@ -191,6 +191,7 @@ def report(
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap resampling.")] = 0,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples per interval.")] = 2000,
     show: Annotated[bool, typer.Option(help="Print the scorecard in the terminal.")] = True,
+    judge_model: Annotated[Optional[str], typer.Option("--judge-model", help="In a run graded by several judge models: build the scorecard from this one's judgments.")] = None,
 ) -> None:
     """Scorecard of a run: RUN/scorecard.json, scorecard.md, report.html and flagged.jsonl."""
     from judge.errors import ConfigError
@@ -202,7 +203,7 @@ def report(
     if resamples < 1:
         raise ConfigError(f"--resamples must be at least 1, got {resamples}")
     target = Run(resolve_run_dir(run))
-    card, flagged = build_report(target, seed=seed, n_resamples=resamples)
+    card, flagged = build_report(target, seed=seed, n_resamples=resamples, judge_model=judge_model)
     paths = write_reports(target, card, flagged)
     if show:
         print_scorecard(card)
@@ -216,6 +217,7 @@ def review(
     question: Annotated[Optional[str], typer.Option(help="Show every turn of this question id, flagged or not.")] = None,
     limit: Annotated[int, typer.Option(help="Show at most this many items (0: all).")] = 10,
     role: Annotated[Optional[str], typer.Option(help="Only this compressed role (compressed-NAME in a sweep).")] = None,
+    judge_model: Annotated[Optional[str], typer.Option("--judge-model", help="In a run graded by several judge models: this one's judgments.")] = None,
 ) -> None:
     """Flagged responses side by side (baseline | compressed), tokens coloured by KL."""
     from judge.errors import ConfigError
@@ -226,5 +228,5 @@ def review(
     if limit < 0:
         raise ConfigError(f"--limit must be 0 (all) or more, got {limit}")
     items = review_items(Run(resolve_run_dir(run)), question=question, role=role,
-                         limit=limit or None)
+                         limit=limit or None, judge_model=judge_model)
     print_review(items)

@@ -57,7 +57,7 @@ def built(tmp_path: Path, monkeypatch):
     monkeypatch.setattr("judge.scorecard.data.load_token_arrays",
                         lambda _run, role: lookup_from_arrays(arrays) if role == "compressed" else None)
     monkeypatch.setattr("judge.scorecard.flagged.load_baseline_tokenizer", lambda data: _ByteTokenizer())
-    card, flagged = build_report(run, n_resamples=300)
+    card, flagged = build_report(run, n_resamples=300, method="percentile", min_questions=2)
     return run, card, flagged
 
 
@@ -244,7 +244,17 @@ def test_report_without_divergence_or_pairwise(tmp_path: Path) -> None:
     assert [(f.question_id, f.turn) for f in flagged] == [("2", 2), ("3", 2), ("1", 1)]
     page = render_html(card, flagged)
     assert page.count('<svg class="chart"') == 1
-    render_markdown(card, flagged)
+    md = render_markdown(card, flagged)
+    # what is there is rendered with its numbers, what is not is left out rather than invented
+    assert "### Head-to-head" not in md and "### Divergence" not in md and "Spearman" not in md
+    assert "| overall | 7 | 7.14 | 5.86 | −1.29 (4 q: no CI) |" in md  # 50/7, 41/7, −9/7
+    assert "| math | 4 | 7.00 | 5.25 | −1.75 (2 q: no CI) |" in md
+    assert "No CI below 8 questions: from so few questions a 95% bootstrap interval covers" in md
+    # flips on questions 2-4: 1 c→i, 1 i→c of 5; by question S = 0, so p = 1
+    assert "| 5 | 1 | 1 | 1 | 40.0 | 60.0% → 60.0%, Δ +0.000 (3 q: no CI) | 1.000 |" in md
+    assert "question-level exact McNemar p" in md
+    top = md.index("### #1 question 2, turn 2")
+    assert "grade 6, correct → grade 3, incorrect" in md[top:]
 
 
 def test_low_kl_tokens_are_merged_in_html() -> None:
