@@ -541,6 +541,10 @@ def kl_summary(
     * kl_median, kl_p90, kl_p99, kl_p999: numpy percentiles, method "linear", i.e. on sorted
       values v, q(f) = (1 - t) v[i] + t v[i + 1] with f (n - 1) = i + t, which is llama.cpp's
       interpolation (its median averages the two middle values, as this does). kl_max = max.
+      With ``kl_bound`` (``kl`` then holds the bound plus a noisy, unbiased tail estimate per
+      token) these are taken over ``kl_bound`` (``quantiles_of = "kl lower bound"``): order
+      statistics of noisy values lean upward, while bound_i <= exact_i for every i makes each
+      quantile of the bound a lower bound of the exact quantile. The means stay those of ``kl``.
     * same_top1 = share of positions whose argmax agrees; same_top1_se = sqrt(p (1 - p) / (n - 1)).
     * dp = p_comp_tok - p_base_tok (probability of the actual next token); dp_mean = sum dp / n,
       dp_rms = sqrt(sum dp^2 / n).
@@ -570,9 +574,10 @@ def kl_summary(
         if len(arr) != n:
             raise ValueError(f"{name} has {len(arr)} positions but kl has {n}")
 
+    q = arrays.get("kl_bound", k)  # (n,) what the quantiles and the maximum are taken over
     if n:
-        p90, p99, p999 = np.percentile(k, [90.0, 99.0, 99.9], method="linear")
-        median, kl_max = float(np.median(k)), float(k.max())
+        p90, p99, p999 = np.percentile(q, [90.0, 99.0, 99.9], method="linear")
+        median, kl_max = float(np.median(q)), float(q.max())
     else:
         p90 = p99 = p999 = median = kl_max = _NAN
     top1 = _mean(arrays["same_top1"])
@@ -597,4 +602,5 @@ def kl_summary(
         reverse_kl_mean=_mean(arrays["reverse_kl"]) if "reverse_kl" in arrays else None,
         jsd_mean=_mean(arrays["jsd"]) if "jsd" in arrays else None,
         kl_bound_mean=_mean(arrays["kl_bound"]) if "kl_bound" in arrays else None,
+        quantiles_of="kl lower bound" if "kl_bound" in arrays else "kl",
     )

@@ -85,8 +85,9 @@ def _pool(scope: str, label: str, rows: list[TurnDivergence], kl: NDArray[np.flo
                                              groups, **boot),
             "same_top1_ci": bootstrap_ratio_ci(n * np.array([r.stats.same_top1 for r in rows]), n,
                                                groups, **boot)}
-    # kl_max: the items' maxima (of the bound when the quantiles are, see the module docstring)
-    kl_max = (float(qkl.max()) if qkl is not None and len(qkl) and quantiles_of != "kl"
+    # kl_max: over the tokens the quantiles use, else the items' maxima (the divergence stage
+    # takes those of the bound too when there is one: `judge.stats.kl_summary`)
+    kl_max = (float(qkl.max()) if qkl is not None and len(qkl)
               else max((r.stats.kl_max for r in rows), default=float("nan")))
     return DivergenceRow(
         scope=scope, label=label, n_items=len(rows), n_tokens=int(total),  # type: ignore[arg-type]
@@ -117,9 +118,11 @@ def divergence_rows(data: RunData, role: str, boot: dict | None = None) -> list[
     for cat in ordered:
         scopes.append(("category", cat, [k for k in keys if cats[k] == cat]))
     bound = _has_bound(data, role, keys)
+    of = ("kl lower bound" if bound or any(r.stats.quantiles_of == "kl lower bound"
+                                           for r in div.values()) else "kl")
     return [_pool(scope, label, [div[k] for k in ks], _token_kl(data, role, ks),
                   _token_kl(data, role, ks, bound=True) if bound else None,
-                  "kl lower bound" if bound else "kl", boot)
+                  of, boot)
             for scope, label, ks in scopes]
 
 

@@ -377,11 +377,19 @@ def test_kl_method_names_how_kl_was_computed(run: Run, monkeypatch, kind, expect
     import judge.diverge
     from judge.scorecard.divergence import kl_method
 
+    tail = kind == "top-k + tail estimate"
     summary = SimpleNamespace(kl_kind=kind, top_k=None if kind == "exact" else 64,
-                              cache=SimpleNamespace(tail_samples=16),
-                              overall=SimpleNamespace(kl_bound_mean=0.22072))
+                              cache=SimpleNamespace(tail_samples=16, format_version=3),
+                              overall=SimpleNamespace(kl_bound_mean=0.22072,
+                                                      quantiles_of="kl lower bound" if tail else "kl"))
     monkeypatch.setattr(judge.diverge, "load_summary", lambda r, role: summary)
-    assert kl_method(load_run(run), "compressed").startswith(expected)
+    text = kl_method(load_run(run), "compressed")
+    assert text.startswith(expected)
+    assert text.endswith("quantiles, maximum and histogram are of the lower bound") == tail
+    # a cache of format 2 drew its tail samples with shared offsets: said, with the way out
+    summary.cache.format_version = 2
+    old = kl_method(load_run(run), "compressed")
+    assert ("noise is correlated across answers: delete it to redraw" in old) == tail
 
 
 def test_kl_method_is_none_without_a_summary(run: Run) -> None:
