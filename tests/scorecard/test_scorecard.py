@@ -192,6 +192,23 @@ def test_token_quantiles_from_per_token_arrays(run: Run, monkeypatch) -> None:
     assert sum(card.sections[0].kl_histogram.counts) == 120
 
 
+def test_quantiles_of_the_bound_when_kl_is_estimated(run: Run, monkeypatch) -> None:
+    arrays = _fake_arrays(list(DIVERGENCE))
+    arrays.kl_bound = arrays.kl * np.linspace(0.2, 1.0, len(arrays.kl))  # below kl everywhere
+    monkeypatch.setattr("judge.scorecard.data.load_token_arrays",
+                        lambda _run, role: lookup_from_arrays(arrays) if role == "compressed" else None)
+    card = build_scorecard(run, n_resamples=200)
+    o = card.sections[0].divergence[0]
+    assert o.quantiles_of == "kl lower bound"
+    assert o.kl_mean == pytest.approx(arrays.kl.mean())  # the mean is the estimate's
+    assert o.kl_median == pytest.approx(np.percentile(arrays.kl_bound, 50))
+    assert o.kl_p99 == pytest.approx(np.percentile(arrays.kl_bound, 99))
+    assert o.kl_max == pytest.approx(arrays.kl_bound.max()) and o.kl_max < arrays.kl.max()
+    hist = card.sections[0].kl_histogram
+    assert hist.of == "kl lower bound" and hist.unit == "token" and sum(hist.counts) == 120
+    assert hist.edges[-1] >= arrays.kl_bound.max()
+
+
 def test_real_token_arrays_file(run: Run) -> None:
     cache = pytest.importorskip("judge.diverge.cache", reason="divergence stage not installed")
     keys = list(DIVERGENCE)
