@@ -97,8 +97,8 @@ def pct_ci(ci: "CI | None", digits: int = 1) -> str:
 
 def flips_test(f: object) -> str:
     """The name of the flip test the scorecard ran: by question when grouped, else by item."""
-    return ("question-level exact McNemar p" if getattr(f, "n_clusters", None) is not None
-            else "exact McNemar p")
+    return ("McNemar p by question" if getattr(f, "n_clusters", None) is not None
+            else "McNemar exact p")
 
 
 STATUS_COLOUR = {"worse": "#c0392b", "better": "#1e8449", "mixed": "#b9770e",

@@ -79,10 +79,8 @@ def _section(sec: Section, control: Section | None, categories: bool) -> list["R
         out.append(_t(f"Flips on reference-graded items (n={f.n}, {f.n_dropped} without both "
                       f"verdicts): correct→incorrect {f.correct_to_incorrect}, incorrect→correct "
                       f"{f.incorrect_to_correct}, {fmt(f.flip_percent, 1)}% flipped; accuracy "
-                      f"{pct(f.baseline_accuracy)} → {pct(f.compressed_accuracy)}"
-                      + (f", Δ {ci_cell(f.accuracy_delta, 3, signed=True)}"
-                         if f.accuracy_delta is not None else "")
-                      + f"; {flips_test(f)} = {fmt(f.mcnemar_p, 3)}"))
+                      f"{pct(f.baseline_accuracy)} → {pct(f.compressed_accuracy)}; "
+                      f"{flips_test(f)} = {fmt(f.mcnemar_p, 3)}"))
     if sec.divergence:
         div = _table("Divergence KL(baseline‖compressed), nats", "scope", "items", "tokens",
                      "mean [95% CI]", "median", "p99", "max", "same top-1")
@@ -128,9 +126,12 @@ def scorecard_renderables(card: Scorecard, *, categories: bool = True) -> list["
     from rich.rule import Rule
 
     p = card.provenance
+    verdict, title = card.verdict, "Verdict"
+    first, _, rest = verdict.partition("\n")
+    if p.judge_model and not p.other_judges and first == f"Judge: {p.judge_model}.":
+        verdict, title = rest, f"Verdict (judge {p.judge_model})"  # one line less on the screen
     out: list[RenderableType] = [Rule(_t(f"judge scorecard — {p.run}", "bold")),
-                                 Panel(_t(card.verdict), title=_t("Verdict", "bold"),
-                                       title_align="left")]
+                                 Panel(_t(verdict), title=_t(title, "bold"), title_align="left")]
     for sec in card.sections:
         out.extend(_section(sec, card.control, categories))
     if card.control is not None:

@@ -104,6 +104,10 @@ def test_terminal_scorecard(built) -> None:
     assert "noise Δ" in text and "control" in text
     assert re.search(r"pairwise\s+│\s+compressed\s+│\s+missing\s+│\s+1", text)
     assert re.search(r"single\s+│\s+compressed\s+│\s+api_error\s+│\s+1", text)
+    # the judge is named in the verdict panel's title (and the verdict text in the files)
+    assert "Verdict (judge judge-model)" in text and "Judge: judge-model." not in text
+    assert card.verdict.startswith("Judge: judge-model.\n")
+    assert "McNemar p by question = 1.000" in text
 
 
 def test_terminal_review_is_literal_and_coloured(built) -> None:
@@ -252,7 +256,7 @@ def test_report_without_divergence_or_pairwise(tmp_path: Path) -> None:
     assert "No CI below 8 questions: from so few questions a 95% bootstrap interval covers" in md
     # flips on questions 2-4: 1 c→i, 1 i→c of 5; by question S = 0, so p = 1
     assert "| 5 | 1 | 1 | 1 | 40.0 | 60.0% → 60.0%, Δ +0.000 (3 q: no CI) | 1.000 |" in md
-    assert "question-level exact McNemar p" in md
+    assert "McNemar p by question" in md
     top = md.index("### #1 question 2, turn 2")
     assert "grade 6, correct → grade 3, incorrect" in md[top:]
 
