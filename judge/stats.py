@@ -14,7 +14,7 @@ Conventions
 * **Expanded percentile** (``method="expanded"``, what the scorecard uses for means). The plain
   percentile interval of a mean is too narrow with few resampling units G: it uses the plug-in
   spread (divisor G, not G - 1) and normal rather than t quantiles, so by simulation a nominal 95%
-  interval covers ~75% at G = 3, ~82% at 5 and ~91% at 10. The expanded interval (Hesterberg,
+  interval covers 82-89% at G = 3, 84-87% at 5 and 91-93% at 10 (docs/STATISTICS.md). The expanded interval (Hesterberg,
   "What teachers should know about the bootstrap", 2015) takes the quantiles at alpha'/2 and
   1 - alpha'/2 of the same resamples, with Phi^-1(alpha'/2) = -sqrt(G / (G - 1)) t_{1-alpha/2, G-1}:
   the correction a t interval makes to a z interval. Its coverage is measured by simulation in
@@ -55,10 +55,10 @@ _CHUNK_ELEMENTS = 2_000_000  # bound on the (resamples x groups) index block hel
 IntervalMethod = Literal["percentile", "expanded"]
 
 # Fewer questions than this in a scorecard row: no interval. By simulation (tests/
-# test_stats_coverage.py) the expanded 95% interval covers ~95% from 8 questions on for symmetric
-# grade deltas and win/tie/loss scores (~93% for grade drops concentrated on a few questions);
-# below 8 coverage falls off (5 questions: ~92-94%, 3: ~83%) and for skewed data much further, so
-# no method gives a trustworthy interval there.
+# test_stats_coverage.py, docs/STATISTICS.md) the expanded 95% interval covers 94-95% from 8
+# questions on for symmetric grade deltas and win/tie/loss scores (~92-94% for grade drops
+# concentrated on a few questions); below 8 coverage falls off (5 questions: 92-94%, 3: 83-90%)
+# and for skewed data much further, so no method gives a trustworthy interval there.
 MIN_QUESTIONS_FOR_INTERVAL = 8
 
 
