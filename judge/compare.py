@@ -222,7 +222,8 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
     from judge.scorecard import build_report
 
     card, flagged = build_report(run, seed=cfg.report.seed, n_resamples=cfg.report.n_resamples,
-                                 min_sensitivity=cfg.report.min_sensitivity)
+                                 min_sensitivity=cfg.report.min_sensitivity,
+                                 judge_model=summary.judge_model)  # this comparison's judge
     write_reports(run, card, flagged)
     print_scorecard(card, categories=False)  # per-category rows: scorecard.md, report.html
     say(f"wrote scorecard.md, report.html and flagged.jsonl in {run.root} (engine logs: logs/)")

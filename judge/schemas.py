@@ -294,7 +294,13 @@ class PairJudgment(FastChatRow):
 
 
 class KLSummary(Record):
-    """llama.cpp-style statistics over a set of token positions (KL in nats)."""
+    """llama.cpp-style statistics over a set of token positions (KL in nats).
+
+    The SEs treat tokens as independent (as llama.cpp does), which understates them: the tokens
+    of one answer move together (the scorecard's intervals resample whole questions).
+    ``quantiles_of``: whether median, p90, p99, p99.9 and max are of the per-token KL or of its
+    top-K lower bound (when KL is estimated with tail samples; see `judge.stats.kl_summary`).
+    """
 
     n_tokens: int
     kl_mean: float
@@ -313,6 +319,7 @@ class KLSummary(Record):
     reverse_kl_mean: float | None = None
     jsd_mean: float | None = None
     kl_bound_mean: float | None = None  # the top-K lower bound, when kl_mean is an estimate
+    quantiles_of: Literal["kl", "kl lower bound"] = "kl"
 
 
 class TurnDivergence(Record):

@@ -11,6 +11,16 @@ Conventions
   (``default_rng(seed)``): the same inputs and seed give identical intervals. The interval is the
   ``alpha/2`` and ``1 - alpha/2`` quantiles of the ``B`` resampled statistics (numpy's "linear"
   quantile).
+* **Expanded percentile** (``method="expanded"``, what the scorecard uses for means). The plain
+  percentile interval of a mean is too narrow with few resampling units G: it uses the plug-in
+  spread (divisor G, not G - 1) and normal rather than t quantiles, so by simulation a nominal 95%
+  interval covers 82-89% at G = 3, 84-87% at 5 and 91-93% at 10 (docs/STATISTICS.md). The expanded interval (Hesterberg,
+  "What teachers should know about the bootstrap", 2015) takes the quantiles at alpha'/2 and
+  1 - alpha'/2 of the same resamples, with Phi^-1(alpha'/2) = -sqrt(G / (G - 1)) t_{1-alpha/2, G-1}:
+  the correction a t interval makes to a z interval. Its coverage is measured by simulation in
+  tests/test_stats_coverage.py (about 95% from G = 8 on for symmetric and win/tie/loss data).
+* **Minimum number of resampling units.** ``min_clusters`` (default 2) below which no interval is
+  given (NaN, with a ``note`` saying why). The scorecard uses `MIN_QUESTIONS_FOR_INTERVAL`.
 * **Clusters.** With ``groups`` (e.g. the question id of each item), whole groups are resampled
   with replacement, so items of one question (turn 1 and turn 2) stay together; the statistic is
   still computed over items (a mean is ``sum of resampled items / number of resampled items``).
@@ -27,6 +37,7 @@ read back; plain ``null`` would not validate as a float.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
 from typing import Literal
 
@@ -41,6 +52,14 @@ Outcome = Literal["compressed", "baseline", "tie"]  # same closed set as judge.s
 _OUTCOME_SCORE: dict[str, float] = {"compressed": 1.0, "tie": 0.5, "baseline": 0.0}
 _NAN = float("nan")
 _CHUNK_ELEMENTS = 2_000_000  # bound on the (resamples x groups) index block held at once
+IntervalMethod = Literal["percentile", "expanded"]
+
+# Fewer questions than this in a scorecard row: no interval. By simulation (tests/
+# test_stats_coverage.py, docs/STATISTICS.md) the expanded 95% interval covers 94-95% from 8
+# questions on for symmetric grade deltas and win/tie/loss scores (~92-94% for grade drops
+# concentrated on a few questions); below 8 coverage falls off (5 questions: 92-94%, 3: 83-90%)
+# and for skewed data much further, so no method gives a trustworthy interval there.
+MIN_QUESTIONS_FOR_INTERVAL = 8
 
 
 class StatsRecord(Record):
@@ -60,6 +79,7 @@ class CI(StatsRecord):
     level: float  # confidence level, 1 - alpha
     n_resamples: int
     note: str | None = None
+    method: IntervalMethod = "percentile"  # see the module docstring
 
 
 class WinTieLoss(StatsRecord):
@@ -84,7 +104,12 @@ class FlipCounts(StatsRecord):
     flip_percent: float  # (c2i + i2c) / n * 100
     baseline_accuracy: float  # fraction in [0, 1]
     compressed_accuracy: float
-    mcnemar_p: float  # exact two-sided, from the discordant counts
+    # exact two-sided. With groups (questions): the question-level sign-flip test
+    # (`clustered_mcnemar_exact`), which equals the item-level one when every group has one pair
+    mcnemar_p: float
+    n_clusters: int | None = None  # groups with at least one pair, when grouped
+    mcnemar_items_p: float | None = None  # the item-level exact McNemar p, when grouped
+    accuracy_delta: CI | None = None  # compressed - baseline accuracy, question-level bootstrap
 
 
 # --------------------------------------------------------------------------- helpers
@@ -116,9 +141,24 @@ def _group_codes(groups: Sequence[Hashable] | NDArray | None, n: int) -> NDArray
 
 
 def _nan_ci(n: int, n_clusters: int, n_resamples: int, alpha: float, note: str,
-            estimate: float = _NAN) -> CI:
+            estimate: float = _NAN, method: IntervalMethod = "percentile") -> CI:
     return CI(estimate=estimate, low=_NAN, high=_NAN, n=n, n_clusters=n_clusters, level=1 - alpha,
-              n_resamples=n_resamples, note=note)
+              n_resamples=n_resamples, note=note, method=method)
+
+
+def interval_alpha(alpha: float, n_units: int, method: IntervalMethod) -> float:
+    """The tail mass alpha' whose alpha'/2 and 1 - alpha'/2 bootstrap quantiles form the interval.
+
+    ``percentile``: alpha. ``expanded``: alpha' = 2 Phi(-sqrt(G / (G - 1)) t_{1 - alpha/2, G - 1})
+    with G = ``n_units`` >= 2 (module docstring); for G = 8 and alpha = 0.05, alpha' = 0.0116.
+    """
+    if method == "percentile":
+        return alpha
+    if method != "expanded":
+        raise ValueError(f"unknown interval method {method!r}; expected 'percentile' or 'expanded'")
+    g = n_units
+    z = math.sqrt(g / (g - 1)) * float(sps.t.ppf(1 - alpha / 2, g - 1))
+    return float(2 * sps.norm.cdf(-z))
 
 
 def _percentile_ci(boot: NDArray[np.float64], alpha: float) -> tuple[float, float]:
@@ -126,7 +166,67 @@ def _percentile_ci(boot: NDArray[np.float64], alpha: float) -> tuple[float, floa
     return float(low), float(high)
 
 
+def _too_few_note(n_groups: int, min_clusters: int, alpha: float) -> str:
+    if min_clusters <= 2:
+        return "fewer than 2 resampling units: no interval"
+    level = f"{100 * (1 - alpha):g}%"
+    return (f"{n_groups} questions < {min_clusters}: no interval (from so few questions a {level} "
+            f"bootstrap interval covers well under {level})")
+
+
 # --------------------------------------------------------------------------- bootstrap of means
+
+
+def bootstrap_ratio_ci(
+    sums: ArrayLike,
+    counts: ArrayLike,
+    groups: Sequence[Hashable] | NDArray | None = None,
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    method: IntervalMethod = "percentile",
+    min_clusters: int = 2,
+) -> CI:
+    """``sum(sums) / sum(counts)`` with a bootstrap CI resampling whole groups of units.
+
+    Each unit i carries a sum s_i and a count c_i > 0 (a (question, turn) item: the sum of its
+    tokens' KL and its number of tokens), so the estimate is the pooled mean over everything the
+    units hold. For a ratio of means pass the two sides' values (a recovery ratio: the compressed
+    and the baseline grades). One resample draws G groups with replacement (each unit is a group
+    when ``groups`` is None) and computes sum_{drawn g} S_g / sum_{drawn g} C_g, S_g and C_g being
+    the group's sum of s and of c. Units with a NaN on either side or a count <= 0 are dropped
+    (an empty unit carries nothing); ``n`` counts kept units.
+    """
+    _check_bootstrap_args(n_resamples, alpha)
+    s = _as_1d("sums", sums)  # (n,)
+    c = _as_1d("counts", counts)  # (n,)
+    if s.shape != c.shape:
+        raise ValueError(f"sums has {len(s)} units but counts has {len(c)}")
+    codes = _group_codes(groups, len(s))  # (n,)
+    keep = ~np.isnan(s) & ~np.isnan(c) & (c > 0)
+    s, c, codes = s[keep], c[keep], codes[keep]
+    n = len(s)
+    if n == 0:
+        return _nan_ci(0, 0, n_resamples, alpha, "no data", method=method)
+    _, codes = np.unique(codes, return_inverse=True)  # renumber 0..G-1 after dropping
+    n_groups = int(codes.max()) + 1
+    estimate = float(s.sum() / c.sum())
+    if n_groups < max(2, min_clusters):
+        return _nan_ci(n, n_groups, n_resamples, alpha,
+                       _too_few_note(n_groups, min_clusters, alpha), estimate, method)
+    group_sum = np.bincount(codes, weights=s, minlength=n_groups)  # (G,)
+    group_count = np.bincount(codes, weights=c, minlength=n_groups)  # (G,)
+    rng = np.random.default_rng(seed)
+    boot = np.empty(n_resamples)  # (B,)
+    chunk = max(1, _CHUNK_ELEMENTS // n_groups)
+    for start in range(0, n_resamples, chunk):
+        stop = min(start + chunk, n_resamples)
+        idx = rng.integers(0, n_groups, size=(stop - start, n_groups))  # (b, G)
+        boot[start:stop] = group_sum[idx].sum(axis=1) / group_count[idx].sum(axis=1)
+    low, high = _percentile_ci(boot, interval_alpha(alpha, n_groups, method))
+    return CI(estimate=estimate, low=low, high=high, n=n, n_clusters=n_groups, level=1 - alpha,
+              n_resamples=n_resamples, method=method)
 
 
 def bootstrap_mean_ci(
@@ -136,39 +236,19 @@ def bootstrap_mean_ci(
     n_resamples: int = 2000,
     seed: int = 0,
     alpha: float = 0.05,
+    method: IntervalMethod = "percentile",
+    min_clusters: int = 2,
 ) -> CI:
-    """Mean of ``values`` with a percentile-bootstrap CI, resampling items or whole groups.
+    """Mean of ``values`` with a bootstrap CI, resampling items or whole groups.
 
     estimate = sum_i x_i / n over the kept (non-NaN) items. One resample draws G groups with
     replacement (G = number of groups; each item is a group when ``groups`` is None) and computes
-    sum_{drawn g} S_g / sum_{drawn g} C_g, where S_g and C_g are the sum and count of group g.
+    sum_{drawn g} S_g / sum_{drawn g} C_g, where S_g and C_g are the sum and count of group g:
+    `bootstrap_ratio_ci` with every count 1.
     """
-    _check_bootstrap_args(n_resamples, alpha)
     x = _as_1d("values", values)  # (n,)
-    codes = _group_codes(groups, len(x))  # (n,)
-    keep = ~np.isnan(x)
-    x, codes = x[keep], codes[keep]
-    n = len(x)
-    if n == 0:
-        return _nan_ci(0, 0, n_resamples, alpha, "no data")
-    _, codes = np.unique(codes, return_inverse=True)  # renumber 0..G-1 after dropping NaN
-    n_groups = int(codes.max()) + 1
-    estimate = float(x.sum() / n)
-    if n_groups < 2:
-        return _nan_ci(n, n_groups, n_resamples, alpha,
-                       "fewer than 2 resampling units: no interval", estimate)
-    group_sum = np.bincount(codes, weights=x, minlength=n_groups)  # (G,)
-    group_count = np.bincount(codes, minlength=n_groups).astype(np.float64)  # (G,)
-    rng = np.random.default_rng(seed)
-    boot = np.empty(n_resamples)  # (B,)
-    chunk = max(1, _CHUNK_ELEMENTS // n_groups)
-    for start in range(0, n_resamples, chunk):
-        stop = min(start + chunk, n_resamples)
-        idx = rng.integers(0, n_groups, size=(stop - start, n_groups))  # (b, G)
-        boot[start:stop] = group_sum[idx].sum(axis=1) / group_count[idx].sum(axis=1)
-    low, high = _percentile_ci(boot, alpha)
-    return CI(estimate=estimate, low=low, high=high, n=n, n_clusters=n_groups, level=1 - alpha,
-              n_resamples=n_resamples)
+    return bootstrap_ratio_ci(x, np.ones_like(x), groups, n_resamples=n_resamples, seed=seed,
+                              alpha=alpha, method=method, min_clusters=min_clusters)
 
 
 def paired_bootstrap_mean_delta(
@@ -179,6 +259,8 @@ def paired_bootstrap_mean_delta(
     n_resamples: int = 2000,
     seed: int = 0,
     alpha: float = 0.05,
+    method: IntervalMethod = "percentile",
+    min_clusters: int = 2,
 ) -> CI:
     """Mean paired delta ``mean(compressed - baseline)`` with a bootstrap CI over pairs.
 
@@ -191,7 +273,8 @@ def paired_bootstrap_mean_delta(
     if base.shape != comp.shape:
         raise ValueError(f"baseline has {len(base)} items but compressed has {len(comp)}")
     delta = comp - base  # (n,), NaN where either side is NaN
-    return bootstrap_mean_ci(delta, groups, n_resamples=n_resamples, seed=seed, alpha=alpha)
+    return bootstrap_mean_ci(delta, groups, n_resamples=n_resamples, seed=seed, alpha=alpha,
+                             method=method, min_clusters=min_clusters)
 
 
 # --------------------------------------------------------------------------- head to head
@@ -217,6 +300,8 @@ def win_rate_ci(
     n_resamples: int = 2000,
     seed: int = 0,
     alpha: float = 0.05,
+    method: IntervalMethod = "percentile",
+    min_clusters: int = 2,
 ) -> CI:
     """The compressed model's win rate (W + T/2) / N with a bootstrap CI (by group when given).
 
@@ -225,7 +310,8 @@ def win_rate_ci(
     """
     win_tie_loss(outcomes)  # validates the labels
     scores = np.array([_OUTCOME_SCORE[o] for o in outcomes], dtype=np.float64)  # (n,)
-    return bootstrap_mean_ci(scores, groups, n_resamples=n_resamples, seed=seed, alpha=alpha)
+    return bootstrap_mean_ci(scores, groups, n_resamples=n_resamples, seed=seed, alpha=alpha,
+                             method=method, min_clusters=min_clusters)
 
 
 # --------------------------------------------------------------------------- flips
@@ -244,25 +330,69 @@ def mcnemar_exact(b: int, c: int) -> float:
     return float(min(1.0, 2.0 * sps.binom.cdf(min(b, c), b + c, 0.5)))
 
 
+def clustered_mcnemar_exact(differences: Sequence[int]) -> float:
+    """Exact two-sided McNemar test over clusters: the sign-flip (randomisation) test.
+
+    ``differences[k]`` = d_k = (correct->incorrect) - (incorrect->correct) pairs of cluster k (a
+    question's turns). Under H0 the two models are exchangeable within a question, so each d_k is
+    equally likely to have either sign, independently across questions; the statistic is
+    S = sum_k d_k and p = P(|S*| >= |S|), S* = sum_k e_k d_k with e_k = +-1 at random. The null
+    distribution of S* is built exactly by convolution over its integer support (no sampling).
+    Clusters stay whole, so two turns of one question are never counted as two independent pieces
+    of evidence. With one pair per cluster every d_k is +-1 or 0 and this is `mcnemar_exact`.
+    """
+    d = [abs(int(x)) for x in differences]  # (K,)
+    observed = abs(sum(int(x) for x in differences))
+    total = sum(d)
+    if total == 0:
+        return 1.0
+    prob = np.zeros(2 * total + 1)  # prob[s + total] = P(S* = s) over the clusters folded in so far
+    prob[total] = 1.0
+    for k in d:
+        if k == 0:
+            continue
+        nxt = np.zeros_like(prob)
+        nxt[k:] += 0.5 * prob[:-k]  # e = +1: s -> s + k
+        nxt[:-k] += 0.5 * prob[k:]  # e = -1: s -> s - k
+        prob = nxt
+    support = np.arange(-total, total + 1)  # (2 total + 1,)
+    return float(min(1.0, prob[np.abs(support) >= observed].sum()))
+
+
 def flips(
     baseline_correct: Sequence[bool | None],
     compressed_correct: Sequence[bool | None],
+    groups: Sequence[Hashable] | None = None,
 ) -> FlipCounts:
     """Correct->incorrect and incorrect->correct counts, flip percent, accuracies, McNemar p.
 
     Pairs where either side is None (no verdict) are dropped and counted in ``n_dropped``.
     flip_percent = (c2i + i2c) / n * 100; accuracy = correct / n; both NaN when n == 0.
+    With ``groups`` (the question of each pair), ``mcnemar_p`` is the question-level exact test
+    (`clustered_mcnemar_exact`) and the item-level one is kept in ``mcnemar_items_p``.
     """
     if len(baseline_correct) != len(compressed_correct):
         raise ValueError(f"baseline_correct has {len(baseline_correct)} items but "
                          f"compressed_correct has {len(compressed_correct)}")
-    pairs = [(bool(b), bool(c)) for b, c in zip(baseline_correct, compressed_correct)
+    if groups is not None and len(groups) != len(baseline_correct):
+        raise ValueError(f"groups has {len(groups)} entries but there are "
+                         f"{len(baseline_correct)} items")
+    group_of = list(groups) if groups is not None else list(range(len(baseline_correct)))
+    pairs = [(bool(b), bool(c), g) for b, c, g in zip(baseline_correct, compressed_correct, group_of)
              if b is not None and c is not None]
     n = len(pairs)
-    c2i = sum(1 for b, c in pairs if b and not c)
-    i2c = sum(1 for b, c in pairs if c and not b)
-    both_correct = sum(1 for b, c in pairs if b and c)
+    c2i = sum(1 for b, c, _ in pairs if b and not c)
+    i2c = sum(1 for b, c, _ in pairs if c and not b)
+    both_correct = sum(1 for b, c, _ in pairs if b and c)
     both_incorrect = n - c2i - i2c - both_correct
+    item_p = mcnemar_exact(c2i, i2c)
+    extra: dict[str, object] = {}
+    if groups is not None:
+        diff: dict[Hashable, int] = {}
+        for b, c, g in pairs:
+            diff[g] = diff.get(g, 0) + (1 if b and not c else -1 if c and not b else 0)
+        extra = {"n_clusters": len(diff), "mcnemar_items_p": item_p,
+                 "mcnemar_p": clustered_mcnemar_exact(list(diff.values()))}
     return FlipCounts(
         n=n,
         n_dropped=len(baseline_correct) - n,
@@ -273,7 +403,7 @@ def flips(
         flip_percent=(c2i + i2c) / n * 100 if n else _NAN,
         baseline_accuracy=(both_correct + c2i) / n if n else _NAN,
         compressed_accuracy=(both_correct + i2c) / n if n else _NAN,
-        mcnemar_p=mcnemar_exact(c2i, i2c),
+        **{"mcnemar_p": item_p, **extra},  # type: ignore[arg-type]
     )
 
 
@@ -329,6 +459,7 @@ def spearman_ci(
     n_resamples: int = 2000,
     seed: int = 0,
     alpha: float = 0.05,
+    min_clusters: int = 2,
 ) -> CI:
     """Spearman's rho (scipy.stats.spearmanr) with a percentile-bootstrap CI over items or groups.
 
@@ -351,9 +482,9 @@ def spearman_ci(
     if np.ptp(xa) == 0 or np.ptp(ya) == 0:
         return _nan_ci(n, n_groups, n_resamples, alpha, "constant input: no correlation")
     estimate = float(sps.spearmanr(xa, ya).statistic)
-    if n_groups < 2:
+    if n_groups < max(2, min_clusters):
         return _nan_ci(n, n_groups, n_resamples, alpha,
-                       "fewer than 2 resampling units: no interval", estimate)
+                       _too_few_note(n_groups, min_clusters, alpha), estimate)
     _, codes = np.unique(codes, return_inverse=True)  # (n,) in 0..G-1
     rng = np.random.default_rng(seed)
     boot = np.empty(n_resamples)  # (B,)
@@ -412,6 +543,10 @@ def kl_summary(
     * kl_median, kl_p90, kl_p99, kl_p999: numpy percentiles, method "linear", i.e. on sorted
       values v, q(f) = (1 - t) v[i] + t v[i + 1] with f (n - 1) = i + t, which is llama.cpp's
       interpolation (its median averages the two middle values, as this does). kl_max = max.
+      With ``kl_bound`` (``kl`` then holds the bound plus a noisy, unbiased tail estimate per
+      token) these are taken over ``kl_bound`` (``quantiles_of = "kl lower bound"``): order
+      statistics of noisy values lean upward, while bound_i <= exact_i for every i makes each
+      quantile of the bound a lower bound of the exact quantile. The means stay those of ``kl``.
     * same_top1 = share of positions whose argmax agrees; same_top1_se = sqrt(p (1 - p) / (n - 1)).
     * dp = p_comp_tok - p_base_tok (probability of the actual next token); dp_mean = sum dp / n,
       dp_rms = sqrt(sum dp^2 / n).
@@ -441,9 +576,10 @@ def kl_summary(
         if len(arr) != n:
             raise ValueError(f"{name} has {len(arr)} positions but kl has {n}")
 
+    q = arrays.get("kl_bound", k)  # (n,) what the quantiles and the maximum are taken over
     if n:
-        p90, p99, p999 = np.percentile(k, [90.0, 99.0, 99.9], method="linear")
-        median, kl_max = float(np.median(k)), float(k.max())
+        p90, p99, p999 = np.percentile(q, [90.0, 99.0, 99.9], method="linear")
+        median, kl_max = float(np.median(q)), float(q.max())
     else:
         p90 = p99 = p999 = median = kl_max = _NAN
     top1 = _mean(arrays["same_top1"])
@@ -468,60 +604,11 @@ def kl_summary(
         reverse_kl_mean=_mean(arrays["reverse_kl"]) if "reverse_kl" in arrays else None,
         jsd_mean=_mean(arrays["jsd"]) if "jsd" in arrays else None,
         kl_bound_mean=_mean(arrays["kl_bound"]) if "kl_bound" in arrays else None,
+        quantiles_of="kl lower bound" if "kl_bound" in arrays else "kl",
     )
 
 
 # --------------------------------------------------------------------------- ratios, proportions
-
-
-def bootstrap_ratio_ci(
-    numerator: ArrayLike,
-    denominator: ArrayLike,
-    groups: Sequence[Hashable] | NDArray | None = None,
-    *,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    alpha: float = 0.05,
-) -> CI:
-    """``sum(numerator) / sum(denominator)`` with a percentile-bootstrap CI over whole groups.
-
-    For a token-weighted mean pass per-item sums and token counts (e.g. KL mass and tokens); for
-    a recovery ratio pass the compressed and the baseline grades. One resample draws G groups with
-    replacement and computes sum_{drawn g} N_g / sum_{drawn g} D_g (N_g, D_g: the group's sums).
-    Items where either side is NaN are dropped; a resample whose denominator is 0 is left out of
-    the quantiles (the note says how many were). Fewer than 2 groups: no interval.
-    """
-    _check_bootstrap_args(n_resamples, alpha)
-    num = _as_1d("numerator", numerator)  # (n,)
-    den = _as_1d("denominator", denominator)  # (n,)
-    if num.shape != den.shape:
-        raise ValueError(f"numerator has {len(num)} items but denominator has {len(den)}")
-    codes = _group_codes(groups, len(num))
-    keep = ~(np.isnan(num) | np.isnan(den))
-    num, den, codes = num[keep], den[keep], codes[keep]
-    n = len(num)
-    if n == 0 or den.sum() == 0:
-        return _nan_ci(n, 0, n_resamples, alpha, "no data" if n == 0 else "zero denominator")
-    _, codes = np.unique(codes, return_inverse=True)
-    n_groups = int(codes.max()) + 1
-    estimate = float(num.sum() / den.sum())
-    if n_groups < 2:
-        return _nan_ci(n, n_groups, n_resamples, alpha,
-                       "fewer than 2 resampling units: no interval", estimate)
-    g_num = np.bincount(codes, weights=num, minlength=n_groups)  # (G,)
-    g_den = np.bincount(codes, weights=den, minlength=n_groups)  # (G,)
-    rng = np.random.default_rng(seed)
-    tops, bottoms = np.empty(n_resamples), np.empty(n_resamples)  # (B,)
-    chunk = max(1, _CHUNK_ELEMENTS // n_groups)
-    for start in range(0, n_resamples, chunk):
-        stop = min(start + chunk, n_resamples)
-        idx = rng.integers(0, n_groups, size=(stop - start, n_groups))  # (b, G)
-        tops[start:stop], bottoms[start:stop] = g_num[idx].sum(axis=1), g_den[idx].sum(axis=1)
-    ok = bottoms != 0
-    low, high = _percentile_ci(tops[ok] / bottoms[ok], alpha)
-    note = None if ok.all() else f"{int((~ok).sum())} resamples with a zero denominator left out"
-    return CI(estimate=estimate, low=low, high=high, n=n, n_clusters=n_groups, level=1 - alpha,
-              n_resamples=n_resamples, note=note)
 
 
 def wilson_ci(k: int, n: int, *, alpha: float = 0.05) -> CI:

@@ -149,44 +149,62 @@ def token_kl(key: tuple[str, int]) -> list[float]:
     return [kl_max] + [rest] * (n - 1)
 
 
-def write_synthetic_run(root: Path, *, control: bool = True) -> Run:
+def _copies(rows: list, copies: int) -> list:
+    """``rows`` and, for copy c = 1..copies-1, the same rows with question id q + 4c."""
+    out = list(rows)
+    for c in range(1, copies):
+        out += [r.model_copy(update={"question_id": int(r.question_id) + 4 * c}) for r in rows]
+    return out
+
+
+def write_synthetic_run(root: Path, *, control: bool = True, copies: int = 1,
+                        judge: str = "judge-model") -> Run:
+    """The run above. With ``copies`` > 1 its four questions are repeated under new ids (question q
+    of copy c is q + 4c: same category, grades, games and KL), so every mean is unchanged while
+    there are 4 * copies questions. ``judge``: the judge model named in every judgment."""
     run = Run(root)
     root.mkdir(parents=True, exist_ok=True)
     qfile = root / "questions.jsonl"
     lines = []
-    for q, cat in CATEGORIES.items():
-        row: dict = {"question_id": int(q), "category": cat,
-                     "turns": [f"Question {q} turn 1?", f"Question {q} turn 2 <b>bold?</b>"]}
-        if q != "1":
-            row["reference"] = [f"ref {q}.1", f"ref {q}.2"]
-        lines.append(json.dumps(row))
+    for c in range(copies):
+        for q, cat in CATEGORIES.items():
+            qid = int(q) + 4 * c
+            row: dict = {"question_id": qid, "category": cat,
+                         "turns": [f"Question {qid} turn 1?", f"Question {qid} turn 2 <b>bold?</b>"]}
+            if q != "1":
+                row["reference"] = [f"ref {qid}.1", f"ref {qid}.2"]
+            lines.append(json.dumps(row))
     qfile.write_text("\n".join(lines) + "\n", encoding="utf-8")
     roles = ["baseline", "compressed"] + (["control"] if control else [])
     models = {r: ModelInfo(spec=f"{r}-spec", name=f"{r}-model", path=str(root / f"no-{r}-model"))
               for r in roles}
     run.save_manifest(RunManifest(
         judge_version="0.1.0", run=root.name, created=1.0, updated=1.0, models=models, seed=0,
-        questions=QuestionSetInfo(name="synthetic", path=str(qfile), sha256="0" * 64, n_questions=4,
-                                  categories={"writing": 1, "math": 2, "coding": 1}),
+        questions=QuestionSetInfo(name="synthetic", path=str(qfile), sha256="0" * 64,
+                                  n_questions=4 * copies,
+                                  categories={"writing": copies, "math": 2 * copies,
+                                              "coding": copies}),
         versions={"judge": "0.1.0"}))
     for role in roles:
-        append_jsonl(run.answers_path(role), [
+        append_jsonl(run.answers_path(role), _copies([
             Answer(question_id=int(q), answer_id=f"{role}-{q}", model_id=f"{role}-model",
                    choices=[AnswerChoice(turns=[_answer_text(role, q, 1), _answer_text(role, q, 2)])],
                    tstamp=1.0, role=role, category=cat)
-            for q, cat in CATEGORIES.items()])
+            for q, cat in CATEGORIES.items()], copies))
     singles = [_single("compressed", "4", 1, None, "api_error")]  # superseded by the retry below
     for role in roles:
         for (q, t), score in GRADES[role].items():
             singles.append(_single(role, q, t, score))
     singles.append(_single("compressed", "4", 2, None, "api_error"))
-    append_jsonl(run.single_path, singles)
+    singles = [r.model_copy(update={"judge": (judge, r.judge[1])}) for r in singles]
+    append_jsonl(run.single_path, _copies(singles, copies))
     pairs = [_pair("compressed", q, t, labels) for (q, t), labels in PAIRS.items()]
     pairs.append(_pair("compressed", "4", 1, None, "invalid_output"))
     if control:
         pairs += [_pair("control", q, t, ("A=B", "A=B")) for (q, t) in GRADES["control"]]
-    append_jsonl(run.pairwise_path, pairs)
-    append_jsonl(run.divergence_dir / "compressed.jsonl", [
+    pairs = [r.model_copy(update={"judge": (judge, r.judge[1])}) for r in pairs]
+    append_jsonl(run.pairwise_path, _copies(pairs, copies))
+    append_jsonl(run.divergence_dir / "compressed.jsonl", _copies([
         TurnDivergence(question_id=int(q), category=CATEGORIES[q], turn=t, role="compressed",
-                       stats=_kl(*v)) for (q, t), v in DIVERGENCE.items()])
+                       stats=_kl(*v)) for (q, t), v in DIVERGENCE.items()], copies))
     return run

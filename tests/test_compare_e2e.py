@@ -95,12 +95,28 @@ def test_every_output_file(demo_run):
     assert Counter(k[2] for k in keys(run.single_path, SingleJudgment)) == {
         "baseline": 4, "compressed": 4, "control": 4}
     assert Counter(k[2] for k in keys(run.pairwise_path, PairJudgment)) == {"compressed": 4, "control": 4}
+    # the fake judge never fails: it grades every answer 7 (correct where there is a reference)
+    # and says "A is better" whichever answer sits at A, so every swapped game is inconsistent
     for row in read_jsonl(run.single_path, SingleJudgment):
-        assert row.status in ("ok", "invalid_output", "api_error")
-        if row.status == "ok":
-            assert 1 <= row.score <= 10 and row.verdict is not None
+        assert (row.status, row.score, row.judge[0]) == ("ok", 7.0, "fake-judge")
+        assert row.correct is (True if row.question_id == 1 else None)
+    for prow in read_jsonl(run.pairwise_path, PairJudgment):
+        assert (prow.status, prow.winner, prow.consistent) == ("ok", "tie", False)
     card = json.loads((run_dir / "scorecard.json").read_text())
     assert card["control"] is not None and [s["role"] for s in card["sections"]] == ["compressed"]
+    assert card["failures"] == [] and card["provenance"]["judge_model"] == "fake-judge"
+    for sec in (card["sections"][0], card["control"]):  # so the numbers are known by hand
+        overall = sec["grades"][0]
+        assert (overall["n"], overall["baseline_mean"], overall["compressed_mean"]) == (4, 7.0, 7.0)
+        assert overall["delta"]["estimate"] == 0.0 and overall["delta"]["n_clusters"] == 2
+        assert overall["delta"]["note"].startswith("2 questions < 8: no interval")
+        h = sec["head_to_head"]
+        assert (h["n"], h["compressed_wins"], h["ties"], h["baseline_wins"], h["inconsistent"]) == (
+            4, 0, 4, 0, 4)
+        assert h["win_rate"]["estimate"] == 0.5
+        f = sec["flips"]  # question 1 has references: 2 items, both correct on both sides
+        assert (f["n"], f["both_correct"], f["correct_to_incorrect"], f["incorrect_to_correct"],
+                f["mcnemar_p"]) == (2, 2, 0, 0, 1.0)
     for name in ("scorecard.md", "report.html", "flagged.jsonl", "manifest.json", "judge_cache.sqlite"):
         assert (run_dir / name).is_file(), name
     manifest = json.loads((run_dir / "manifest.json").read_text())

@@ -408,3 +408,19 @@ def test_kl_summary_length_mismatch() -> None:
     args["nll_comp"] = [1.0, 2.0]
     with pytest.raises(ValueError, match="nll_comp"):
         kl_summary(**args)  # type: ignore[arg-type]
+
+
+def test_kl_summary_quantiles_of_the_bound_when_kl_is_estimated() -> None:
+    # kl = bound + a noisy tail estimate: its upper order statistics lean upward, so with a bound
+    # the quantiles and the maximum are the bound's (each a lower bound of the exact quantile)
+    args = _hand_inputs()
+    args["kl"] = [0.1, 0.5, 0.3, 0.9]
+    s = kl_summary(**args, kl_bound=[0.1, 0.2, 0.3, 0.4])
+    assert s.quantiles_of == "kl lower bound"
+    assert s.kl_mean == pytest.approx(0.45)  # the mean is the estimate's: (.1+.5+.3+.9)/4
+    assert s.kl_bound_mean == pytest.approx(0.25)
+    assert s.kl_median == pytest.approx(0.25)  # bound sorted .1 .2 .3 .4: (0.2 + 0.3) / 2
+    assert s.kl_p90 == pytest.approx(0.37) and s.kl_max == pytest.approx(0.4)
+    plain = kl_summary(**args)
+    assert plain.quantiles_of == "kl" and plain.kl_max == pytest.approx(0.9)
+    assert plain.kl_median == pytest.approx(0.4)  # kl sorted .1 .3 .5 .9: (0.3 + 0.5) / 2

@@ -54,7 +54,8 @@ def test_ratio_degenerate() -> None:
     assert math.isnan(bootstrap_ratio_ci([], []).estimate)
     one = bootstrap_ratio_ci([1.0, 3.0], [2.0, 2.0], ["q", "q"])
     assert one.estimate == pytest.approx(1.0) and math.isnan(one.low) and "fewer than 2" in one.note
-    assert bootstrap_ratio_ci([1.0, 1.0], [0.0, 0.0]).note == "zero denominator"
+    empty = bootstrap_ratio_ci([1.0, 1.0], [0.0, 0.0])  # units with nothing in them are dropped
+    assert empty.n == 0 and math.isnan(empty.estimate) and empty.note == "no data"
     nan_dropped = bootstrap_ratio_ci([1.0, float("nan"), 3.0], [1.0, 1.0, 1.0])
     assert nan_dropped.n == 2 and nan_dropped.estimate == pytest.approx(2.0)
     with pytest.raises(ValueError):

@@ -197,6 +197,7 @@ def report(
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples per interval.")] = 2000,
     min_sensitivity: Annotated[float, typer.Option(help="Show the quality verdict only when the judge's self-test sensitivity has a lower 95% bound of at least this.")] = 0.5,
     show: Annotated[bool, typer.Option(help="Print the scorecard in the terminal.")] = True,
+    judge_model: Annotated[Optional[str], typer.Option("--judge-model", help="In a run graded by several judge models: build the scorecard from this one's judgments.")] = None,
 ) -> None:
     """Scorecard of a run: RUN/scorecard.json, scorecard.md, report.html and flagged.jsonl."""
     from judge.errors import ConfigError
@@ -211,7 +212,7 @@ def report(
         raise ConfigError(f"--min-sensitivity must be between 0 and 1, got {min_sensitivity}")
     target = Run(resolve_run_dir(run))
     card, flagged = build_report(target, seed=seed, n_resamples=resamples,
-                                 min_sensitivity=min_sensitivity)
+                                 min_sensitivity=min_sensitivity, judge_model=judge_model)
     paths = write_reports(target, card, flagged)
     if show:
         print_scorecard(card)
@@ -225,6 +226,7 @@ def review(
     question: Annotated[Optional[str], typer.Option(help="Show every turn of this question id, flagged or not.")] = None,
     limit: Annotated[int, typer.Option(help="Show at most this many items (0: all).")] = 10,
     role: Annotated[Optional[str], typer.Option(help="Only this compressed role (compressed-NAME in a sweep).")] = None,
+    judge_model: Annotated[Optional[str], typer.Option("--judge-model", help="In a run graded by several judge models: this one's judgments.")] = None,
 ) -> None:
     """Flagged responses side by side (baseline | compressed), tokens coloured by KL."""
     from judge.errors import ConfigError
@@ -235,5 +237,5 @@ def review(
     if limit < 0:
         raise ConfigError(f"--limit must be 0 (all) or more, got {limit}")
     items = review_items(Run(resolve_run_dir(run)), question=question, role=role,
-                         limit=limit or None)
+                         limit=limit or None, judge_model=judge_model)
     print_review(items)

@@ -36,8 +36,14 @@ import numpy as np
 from judge.errors import RunFolderError, TokenizerMismatchError
 from judge.schemas import ModelFingerprint, Record
 
-CACHE_FORMAT_VERSION = 2  # 2 added the tail samples; a version-1 cache reads as S = 0
-READABLE_CACHE_VERSIONS = (1, 2)
+# 2 added the tail samples (a version-1 cache reads as S = 0); 3 seeds each sequence's tail draws
+# by its (question, turn) (`judge.diverge.kl.tail_seed`). The arrays are the same in 2 and 3, so a
+# version-2 cache is still read and its results are valid estimates, but its draws gave position j
+# of every answer the same random offset (noise correlated across answers): the summary says so,
+# and deleting the folder redraws them. Shards added to a version-2 cache are seeded per sequence.
+CACHE_FORMAT_VERSION = 3
+READABLE_CACHE_VERSIONS = (1, 2, 3)
+SHARED_OFFSET_VERSIONS = (2,)  # tail draws with one offset stream per call (see above)
 TOKENS_FORMAT_VERSION = 1
 LLAMA_CPP_BYTES_PER_VOCAB = 2  # llama-perplexity --kl-divergence-base stores uint16 per token
 

@@ -32,8 +32,16 @@ tail's exact share minus its bucket term is
 Bregman divergence of a convex f, never negative: for KL it is r - 1 - log r with r = ρ_i/ρ_t. The
 sample mean of it, added to the bound, is an **unbiased estimate of the exact value that is never
 below the bound**; `divergence_from_cache` returns it as ``kl`` (and ``reverse_kl``, ``jsd``) with
-the bound kept as ``kl_bound``. Its noise is independent across positions, so the standard error of
-a mean over tokens already includes it.
+the bound kept as ``kl_bound``.
+
+Seeding: the draws of one sequence (a (question, turn) answer) come from one generator seeded by
+`tail_seed` (question, turn): every position gets its own offset, the sequences get independent
+streams (a fixed seed per call would give position j of every answer the same offset, correlating
+the estimator's noise across answers), and a sequence's draws do not depend on which shard or run
+computed it. The noise is then independent across positions and answers, so the spread of a mean
+over tokens or questions already includes it. A single token's estimate stays noisy (upper
+quantiles and the maximum of estimates lean upward): statistics of the tail of the KL distribution
+are taken over ``kl_bound`` instead (`judge.stats.kl_summary`).
 
 Conventions: 0 · log 0 = 0 (a zero-probability bucket contributes nothing); p > 0 where q = 0 gives
 +inf, as it should. ``same_top1`` is true when the baseline's argmax token is also a maximum of the
@@ -43,6 +51,7 @@ itself agrees everywhere). Δp = p_compressed(actual token) - p_baseline(actual 
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -52,7 +61,14 @@ if TYPE_CHECKING:
 
 CHUNK_ELEMENTS = 1 << 24  # floats per temporary (64 MiB in float32)
 TOKEN_FIELDS = ("kl", "same_top1", "p_base_tok", "p_comp_tok", "nll_base", "nll_comp")
-TAIL_SEED = 0x7A11  # the tail samples are a deterministic function of the baseline's logits
+TAIL_SEED = 0x7A11  # the tail samples are a deterministic function of the logits and `tail_seed`
+
+
+def tail_seed(key: str, turn: int) -> int:
+    """The seed of the tail draws of question ``key``, turn ``turn``: the first 8 bytes of
+    sha256("7a11/<key>/<turn>") as an integer below 2**63 (torch seeds are int64)."""
+    digest = hashlib.sha256(f"{TAIL_SEED:x}/{key}/{turn}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def _chunks(n: int, vocab: int, chunk_elements: int) -> list[slice]:
@@ -181,9 +197,11 @@ def tail_samples(lp_tail: "torch.Tensor", log_tail: "torch.Tensor", n: int,
 
 
 def topk_cache(base_logits: "torch.Tensor", targets: "torch.Tensor", k: int | None, *,
-               n_tail_samples: int = 0, chunk_elements: int = CHUNK_ELEMENTS) -> CacheRows:
+               n_tail_samples: int = 0, seed: int = TAIL_SEED,
+               chunk_elements: int = CHUNK_ELEMENTS) -> CacheRows:
     """Compress a baseline pass to top-K log-probs + ids + log tail mass (k=None: keep all),
-    plus ``n_tail_samples`` draws from the tail per position (see `tail_samples`).
+    plus ``n_tail_samples`` draws from the tail per position (see `tail_samples`) from one
+    generator seeded with ``seed`` (the divergence stage passes `tail_seed` of the sequence).
 
     log_tail = logsumexp of the log-probs outside the top K, computed directly over the
     complement (scatter -inf into the kept ids), so it is accurate even when the tail is ~1e-30.
@@ -193,7 +211,7 @@ def topk_cache(base_logits: "torch.Tensor", targets: "torch.Tensor", k: int | No
     n, vocab = base_logits.shape
     full = k is None or k >= vocab
     sampled = n_tail_samples > 0 and not full
-    gen = torch.Generator().manual_seed(TAIL_SEED) if sampled else None
+    gen = torch.Generator().manual_seed(seed) if sampled else None
     parts: list[dict[str, torch.Tensor]] = []
     for sl in _chunks(n, vocab, chunk_elements // (3 if sampled else 1)):
         lp = log_probs(base_logits[sl])  # (c, V)

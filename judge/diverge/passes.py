@@ -84,7 +84,7 @@ def baseline_pass(cache: BaselineCache, todo: list[Sequence], model_info: ModelI
     """Compute the cache rows of ``todo`` with the baseline model, one shard per question chunk."""
     import torch
 
-    from judge.diverge.kl import topk_cache
+    from judge.diverge.kl import tail_seed, topk_cache
     from judge.generate import load_hf_model
     from judge.progress import stage_progress
 
@@ -98,7 +98,8 @@ def baseline_pass(cache: BaselineCache, todo: list[Sequence], model_info: ModelI
                     vocab = logits.shape[-1]
                     tgt = torch.tensor(chunk[i].targets, dtype=torch.long, device=logits.device)
                     r = topk_cache(logits, tgt, options.top_k,
-                                   n_tail_samples=options.n_tail_samples)
+                                   n_tail_samples=options.n_tail_samples,
+                                   seed=tail_seed(chunk[i].key, chunk[i].turn))
                     rows[i] = {k: None if getattr(r, k) is None else getattr(r, k).cpu().numpy()
                                for k in ("logp", "log_tail", "logp_target", "ids", "tail_ids",
                                          "tail_logp")}

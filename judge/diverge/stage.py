@@ -260,7 +260,8 @@ def _write_outputs(run: Run, role: str, arrays: TokenArrays, ids: dict[str, int 
         payload_bytes_per_token=payload_bytes_per_token(header.top_k, header.vocab_size,
                                                         header.tail_samples),
         llama_cpp_bytes_per_token=llama, times_smaller_than_llama_cpp=llama / bpt,
-        mean_tail_mass=cache.mean_tail_mass(), sequences_sha256=sequences_sha256(seqs))
+        mean_tail_mass=cache.mean_tail_mass(), sequences_sha256=sequences_sha256(seqs),
+        format_version=header.format_version)
     kind, extra = _kl_kind(options)
     turns = [str(int(t)) for t in arrays.turns.tolist()]
     summary = DivergenceSummary(

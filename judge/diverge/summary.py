@@ -33,6 +33,7 @@ class CacheInfo(Record):
     # p_tail x KL(baseline ‖ compressed within the tail), which the tail samples estimate
     mean_tail_mass: float
     sequences_sha256: str
+    format_version: int | None = None  # of the cache (judge.diverge.cache.CACHE_FORMAT_VERSION)
 
 
 class DivergenceSummary(Record):
@@ -97,10 +98,18 @@ def describe_kl(summary: DivergenceSummary) -> str:
     if summary.kl_kind == "top-k lower bound":
         return (f"top-{summary.top_k} lower bound (the tail's own divergence is missed; --top-k "
                 "full is exact)")
+    from judge.diverge.cache import SHARED_OFFSET_VERSIONS
+
     bound = summary.overall.kl_bound_mean
-    return (f"top-{summary.top_k} log-probs + {summary.cache.tail_samples} tail samples per token: "
+    text = (f"top-{summary.top_k} log-probs + {summary.cache.tail_samples} tail samples per token: "
             f"the lower bound{'' if bound is None else f' ({bound:.4f})'} plus an unbiased "
             "estimate of the tail's share (--top-k full is exact)")
+    if summary.overall.quantiles_of == "kl lower bound":
+        text += "; quantiles, maximum and histogram are of the lower bound"
+    if summary.cache.format_version in SHARED_OFFSET_VERSIONS:
+        text += ("; this cache (format 2) drew every answer's tail samples with the same random "
+                 "offsets, so their noise is correlated across answers: delete it to redraw")
+    return text
 
 
 def _num(x: float | None, fmt: str = ".4g") -> str:
@@ -113,9 +122,11 @@ def _pm(mean: float, se: float, fmt: str = ".4g", se_fmt: str = ".2g") -> str:
 
 def _stat_lines(s: KLSummary) -> list[tuple[str, str]]:
     """llama.cpp's statistics of one scope, as (name, value) lines."""
+    q = " (bound)" if s.quantiles_of == "kl lower bound" else ""
     lines = [("tokens", str(s.n_tokens)), ("mean KL", _pm(s.kl_mean, s.kl_se)),
-             ("median KL", _num(s.kl_median)), ("p90 KL", _num(s.kl_p90)),
-             ("p99 KL", _num(s.kl_p99)), ("p99.9 KL", _num(s.kl_p999)), ("max KL", _num(s.kl_max)),
+             (f"median KL{q}", _num(s.kl_median)), (f"p90 KL{q}", _num(s.kl_p90)),
+             (f"p99 KL{q}", _num(s.kl_p99)), (f"p99.9 KL{q}", _num(s.kl_p999)),
+             (f"max KL{q}", _num(s.kl_max)),
              ("same top-1 %", _pm(100 * s.same_top1, 100 * s.same_top1_se, ".2f", ".2f")),
              ("mean Δp %", _num(100 * s.dp_mean, ".3f")), ("RMS Δp %", _num(100 * s.dp_rms, ".3f")),
              ("ln PPL ratio", _pm(s.log_ppl_ratio, s.log_ppl_ratio_se))]
@@ -156,6 +167,8 @@ def summary_table(summary: DivergenceSummary) -> Any:
         notes.append(f"mean baseline mass outside the top {summary.top_k}: "
                      f"{100 * c.mean_tail_mass:.2f}%")
     notes.append(f"KL: {describe_kl(summary)}")
+    notes.append("± SE as llama.cpp's, tokens taken as independent (too small: an answer's tokens "
+                 "move together; the scorecard's intervals resample whole questions)")
     if summary.reverse_jsd_kind == "bucketed lower bound":
         notes.append("reverse KL and JSD are bucketed lower bounds")
     main.caption = escape("; ".join(notes))

@@ -15,9 +15,10 @@ from html import escape
 
 from judge.report import charts
 from judge.report.assets import CSS, JS, script_hash
-from judge.report.style import (KL_LOW_NATS, STATUS_COLOUR, behaviour_line, diverged_text, fmt,
-                                fmt_ci, grade_label, grade_table, kl_hex, pct, quality_line,
-                                self_test_rows)
+from judge.report.style import (KL_LOW_NATS, STATUS_COLOUR, behaviour_line, ci_cell,
+                                divergence_table, diverged_text, few_questions_caption, flips_table,
+                                flips_test, fmt, fmt_ci, grade_label, grade_table, kl_hex, pct,
+                                quality_line, self_test_rows)
 from judge.scorecard import FlaggedItem, Scorecard, Section, SelfTest
 
 MAX_FLAGGED = 200  # the page stays light on a phone; flagged.jsonl has them all
@@ -64,7 +65,7 @@ def _self_test(t: SelfTest) -> str:
 
 def _cards(sec: Section, control: Section | None) -> str:
     g = sec.grades[0]
-    ci = fmt_ci(g.delta, signed=True).partition(" ")[2] or "no interval"
+    ci = fmt_ci(g.delta, signed=True).partition(" ")[2] or f"none ({g.delta.n_clusters} questions)"
     out = [] if not g.n else [_card("grade Δ (compressed − baseline)", fmt(g.delta.estimate, signed=True),
                  f"95% CI {ci}; {g.n} items, {g.delta.n_clusters} questions"
                  + (f"; noise floor {fmt_ci(g.noise_delta, signed=True)}" if g.noise_delta else ""))]
@@ -72,7 +73,7 @@ def _cards(sec: Section, control: Section | None) -> str:
         h = sec.head_to_head
         noise = (f"; control {fmt_ci(control.head_to_head.win_rate)}"
                  if control is not None and control.head_to_head else "")
-        wci = fmt_ci(h.win_rate).partition(" ")[2] or "no interval"
+        wci = fmt_ci(h.win_rate).partition(" ")[2] or f"none ({h.win_rate.n_clusters} questions)"
         out.append(_card("win rate vs baseline", fmt(h.win_rate.estimate),
                          f"95% CI {wci}; {h.compressed_wins} W / {h.ties} T / {h.baseline_wins} L, "
                          f"{h.strong_losses} strong{noise}"))
@@ -80,7 +81,7 @@ def _cards(sec: Section, control: Section | None) -> str:
         f = sec.flips
         out.append(_card("flips", f"{fmt(f.flip_percent, 1)}%",
                          f"{f.correct_to_incorrect} c→i, {f.incorrect_to_correct} i→c of {f.n}; "
-                         f"McNemar p {fmt(f.mcnemar_p, 3)}"))
+                         f"{flips_test(f)} {fmt(f.mcnemar_p, 3)}"))
     if sec.divergence:
         d = sec.divergence[0]
         out.append(_card("mean KL (nats)", fmt(d.kl_mean, 4),
@@ -118,26 +119,24 @@ def _tables(sec: Section, control: Section | None) -> str:
     header, rows = grade_table(sec, control)
     out = ["<h3>Grades (1–10)</h3>", _table(header, rows) if rows
            else "<p>No item was graded ok for both models.</p>"]
+    if rows and (few := few_questions_caption([r.delta for r in sec.grades])):
+        out += [f'<p class="note">{e(few)}.</p>']
     if sec.head_to_head:
         h = sec.head_to_head
         out += ["<h3>Head-to-head</h3>", _table(
             ["n", "wins", "ties", "losses", "strong losses", "inconsistent", "win rate [95% CI]"],
             [[h.n, h.compressed_wins, h.ties, h.baseline_wins, h.strong_losses,
-              f"{h.inconsistent} ({pct(h.inconsistency_rate, 0)})", fmt_ci(h.win_rate)]])]
+              f"{h.inconsistent} ({pct(h.inconsistency_rate, 0)})", ci_cell(h.win_rate)]])]
     if sec.flips:
-        f = sec.flips
-        out += ["<h3>Flips (reference-graded items)</h3>", _table(
-            ["n", "dropped", "correct→incorrect", "incorrect→correct", "% flips", "accuracy", "McNemar p"],
-            [[f.n, f.n_dropped, f.correct_to_incorrect, f.incorrect_to_correct, fmt(f.flip_percent, 1),
-              f"{pct(f.baseline_accuracy)} → {pct(f.compressed_accuracy)}", fmt(f.mcnemar_p, 3)]])]
+        out += ["<h3>Flips (reference-graded items)</h3>", _table(*flips_table(sec.flips))]
     if sec.divergence:
         out += ["<h3>Divergence KL(baseline‖compressed), nats</h3>"]
         if sec.kl_method:
             out += [f"<p class=\"note\">KL: {escape(sec.kl_method, quote=True)}</p>"]
-        out += [_table(
-            ["scope", "items", "tokens", "mean", "median", "p99", "max", "same top-1", "RMS Δp"],
-            [[d.label, d.n_items, d.n_tokens, fmt(d.kl_mean, 4), fmt(d.kl_median, 4), fmt(d.kl_p99, 3),
-              fmt(d.kl_max, 3), pct(d.same_top1), fmt(d.dp_rms, 4)] for d in sec.divergence])]
+        header, rows, caption = divergence_table(sec)
+        out += [_table(header, rows)]
+        if caption:
+            out += [f'<p class="note">{e(caption)}.</p>']
     kinds = sorted({k for d in (*sec.issues.values(), *sec.pair_issues.values()) for k in d})
     if kinds:
         roles = list(sec.issues)
@@ -266,7 +265,10 @@ def _failures_and_provenance(card: Scorecard) -> str:
                     [[m.role, m.name, m.spec, (m.config_sha256 or "")[:12], (m.tokenizer_sha256 or "")[:12],
                       m.weight_bytes or ""] for m in p.models])
     prompts = "; ".join(f"{k}: {', '.join(h[:12] for h in v) or 'n/a'}" for k, v in p.prompts.items())
-    facts = [("judge models", ", ".join(p.judges) or "n/a"), ("judge prompts (sha256)", prompts or "n/a"),
+    left_out = (f" (left out: {p.n_other_judge} judgments by {', '.join(p.other_judges)})"
+                if p.other_judges else "")
+    facts = [("judge model", (", ".join(p.judges) or "n/a") + left_out),
+             ("judge prompts (sha256)", prompts or "n/a"),
              ("question set", f"{p.question_set or '?'} ({p.n_questions or '?'} questions, "
                               f"sha256 {(p.question_set_sha256 or '')[:12]})"),
              ("seeds", f"run {p.run_seed}, bootstrap {p.bootstrap_seed} ({p.n_resamples} resamples, "
@@ -290,7 +292,7 @@ def render_html(card: Scorecard, flagged: list[FlaggedItem]) -> str:
     if len(card.summary) > 1:
         summary = "<h2>Candidates</h2>" + _table(
             ["role", "grade Δ [95% CI]", "win rate", "% flips", "mean KL", "same top-1", "flagged"],
-            [[s.role, fmt_ci(s.grade_delta, signed=True), fmt_ci(s.win_rate) if s.win_rate else "n/a",
+            [[s.role, ci_cell(s.grade_delta, signed=True), ci_cell(s.win_rate) if s.win_rate else "n/a",
               fmt(s.flip_percent, 1), fmt(s.kl_mean, 4), pct(s.same_top1), s.n_flagged]
              for s in card.summary])
     paragraphs = "".join(f"<p>{e(line)}</p>" for line in card.verdict.splitlines() if line.strip())

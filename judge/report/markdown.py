@@ -10,8 +10,9 @@ from __future__ import annotations
 import html
 import re
 
-from judge.report.style import (behaviour_line, diverged_text, fmt, fmt_ci, grade_label, grade_table,
-                                pct, quality_line, self_test_rows, visible_text)
+from judge.report.style import (behaviour_line, ci_cell, divergence_table, diverged_text,
+                                few_questions_caption, flips_table, fmt, fmt_ci, grade_label,
+                                grade_table, pct, quality_line, self_test_rows, visible_text)
 from judge.scorecard import FlaggedItem, Scorecard, Section, SelfTest
 
 MAX_FLAGGED = 20
@@ -53,28 +54,24 @@ def _section(sec: Section, control: Section | None) -> list[str]:
     out += ["### Grades (1-10, paired items)", ""]
     header, rows = grade_table(sec, control)
     out += _table(header, rows) if rows else ["No item was graded ok for both models.", ""]
+    if rows and (few := few_questions_caption([r.delta for r in sec.grades])):
+        out += [cell(few + "."), ""]
     h = sec.head_to_head
     if h is not None:
         out += ["### Head-to-head (swapped games)", ""]
         out += _table(["n", "wins", "ties", "losses", "strong losses", "inconsistent", "win rate [95% CI]"],
                       [[h.n, h.compressed_wins, h.ties, h.baseline_wins, h.strong_losses,
-                        f"{h.inconsistent} ({pct(h.inconsistency_rate, 0)})", fmt_ci(h.win_rate)]])
+                        f"{h.inconsistent} ({pct(h.inconsistency_rate, 0)})", ci_cell(h.win_rate)]])
     f = sec.flips
     if f is not None:
         out += ["### Flips (reference-graded items)", ""]
-        out += _table(["n", "dropped", "correct→incorrect", "incorrect→correct", "% flips",
-                       "accuracy", "McNemar p"],
-                      [[f.n, f.n_dropped, f.correct_to_incorrect, f.incorrect_to_correct,
-                        fmt(f.flip_percent, 1), f"{pct(f.baseline_accuracy)} → {pct(f.compressed_accuracy)}",
-                        fmt(f.mcnemar_p, 3)]])
+        out += _table(*flips_table(f))
     if sec.divergence:
         out += ["### Divergence KL(baseline‖compressed), nats", ""]
         if sec.kl_method:
             out += [f"KL: {cell(sec.kl_method)}", ""]
-        out += _table(["scope", "items", "tokens", "mean", "median", "p99", "max", "same top-1", "RMS Δp"],
-                      [[d.label, d.n_items, d.n_tokens, fmt(d.kl_mean, 4), fmt(d.kl_median, 4),
-                        fmt(d.kl_p99, 3), fmt(d.kl_max, 3), pct(d.same_top1), fmt(d.dp_rms, 4)]
-                       for d in sec.divergence])
+        header, rows, caption = divergence_table(sec)
+        out += _table(header, rows) + ([cell(caption + "."), ""] if caption else [])
     if sec.kl_grade_spearman is not None:
         rho = sec.kl_grade_spearman
         out += [f"Spearman ρ between an item's mean KL and its grade drop: {cell(fmt_ci(rho))} "
@@ -123,8 +120,8 @@ def render_markdown(card: Scorecard, flagged: list[FlaggedItem]) -> str:
         out += ["## Candidates", ""]
         out += _table(["role", "grade Δ [95% CI]", "win rate", "% flips", "mean KL", "same top-1",
                        "flagged"],
-                      [[s.role, fmt_ci(s.grade_delta, signed=True),
-                        fmt_ci(s.win_rate) if s.win_rate else "n/a", fmt(s.flip_percent, 1),
+                      [[s.role, ci_cell(s.grade_delta, signed=True),
+                        ci_cell(s.win_rate) if s.win_rate else "n/a", fmt(s.flip_percent, 1),
                         fmt(s.kl_mean, 4), pct(s.same_top1), s.n_flagged] for s in card.summary])
     for sec in card.sections:
         out += _section(sec, card.control)
@@ -141,7 +138,10 @@ def render_markdown(card: Scorecard, flagged: list[FlaggedItem]) -> str:
                   [[m.role, m.name, m.spec, (m.config_sha256 or "")[:12],
                     (m.tokenizer_sha256 or "")[:12], m.weight_bytes or ""] for m in p.models])
     prompts = "; ".join(f"{k}: {', '.join(h[:12] for h in v) or 'n/a'}" for k, v in p.prompts.items())
-    out += [f"Judge: {cell(', '.join(p.judges) or 'n/a')}; prompts: {cell(prompts or 'n/a')}.  ",
+    left_out = (f" (left out: {p.n_other_judge} judgments by {', '.join(p.other_judges)})"
+                if p.other_judges else "")
+    out += [f"Judge: {cell((', '.join(p.judges) or 'n/a') + left_out)}; prompts: "
+            f"{cell(prompts or 'n/a')}.  ",
             f"Questions: {cell(p.question_set or '?')} ({p.n_questions or '?'} questions, sha256 "
             f"{cell((p.question_set_sha256 or '')[:12])}).  ",
             f"Seeds: run {p.run_seed}, bootstrap {p.bootstrap_seed} ({p.n_resamples} resamples, "

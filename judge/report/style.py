@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from judge.scorecard import Behaviour, FlaggedItem, Proportion, Quality, Section, SelfTest
     from judge.stats import CI
 
+_FEW_RE = re.compile(r"questions < (\d+): no interval \((.*)\)$")
+
 # C0 controls except tab and newline, DEL, and C1 controls: ESC starts terminal escape sequences
 _CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
 # bidi overrides and isolates can reorder what a reader sees ("Trojan Source")
@@ -82,6 +84,21 @@ def grade_label(score: float | None, status: str | None, correct: bool | None) -
 
 def pct(x: float | None, digits: int = 1) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{100 * x:.{digits}f}%"
+
+
+def pct_ci(ci: "CI | None", digits: int = 1) -> str:
+    """A share with its interval in percent: ``85.8% [80.1, 90.2]``; the share alone without one."""
+    if ci is None:
+        return "n/a"
+    if math.isnan(ci.low) or math.isnan(ci.high):
+        return pct(ci.estimate, digits)
+    return f"{pct(ci.estimate, digits)} [{100 * ci.low:.{digits}f}, {100 * ci.high:.{digits}f}]"
+
+
+def flips_test(f: object) -> str:
+    """The name of the flip test the scorecard ran: by question when grouped, else by item."""
+    return ("McNemar p by question" if getattr(f, "n_clusters", None) is not None
+            else "McNemar exact p")
 
 
 STATUS_COLOUR = {"worse": "#c0392b", "better": "#1e8449", "mixed": "#b9770e",
@@ -191,6 +208,25 @@ def diverged_text(item: "FlaggedItem") -> str:
     return out
 
 
+def ci_cell(ci: "CI", digits: int = 2, signed: bool = False) -> str:
+    """`fmt_ci`, and for an estimate left without an interval because too few questions were
+    behind it, how many: ``−1.00 (3 q: no CI)`` (see `few_questions_caption`)."""
+    text = fmt_ci(ci, digits, signed)
+    if (math.isnan(ci.low) and not math.isnan(ci.estimate) and ci.note
+            and _FEW_RE.search(ci.note)):
+        text += f" ({ci.n_clusters} q: no CI)"
+    return text
+
+
+def few_questions_caption(cis: "list[CI | None]") -> str | None:
+    """Why some cells have no interval, once per table; None when every interval is there."""
+    for ci in cis:
+        m = _FEW_RE.search(ci.note or "") if ci is not None and math.isnan(ci.low) else None
+        if m is not None:
+            return f"No CI below {m.group(1)} questions: {m.group(2)}"
+    return None
+
+
 def grade_table(sec: "Section", control: "Section | None") -> tuple[list[str], list[list[object]]]:
     """Header and rows of a section's grade table (scope, n, means, Δ, noise Δ), shared by the
     Markdown and HTML renderers. No rows when no item was graded ok for both models."""
@@ -201,9 +237,9 @@ def grade_table(sec: "Section", control: "Section | None") -> tuple[list[str], l
         return header, rows
     for r in sec.grades:
         row: list[object] = [r.label, r.n, fmt(r.baseline_mean), fmt(r.compressed_mean),
-                             fmt_ci(r.delta, signed=True)]
+                             ci_cell(r.delta, signed=True)]
         if noise:
-            row.append(fmt_ci(r.noise_delta, signed=True) if r.noise_delta else "n/a")
+            row.append(ci_cell(r.noise_delta, signed=True) if r.noise_delta else "n/a")
         rows.append(row)
     return header, rows
 
@@ -221,3 +257,36 @@ def self_test_rows(t: "SelfTest") -> tuple[list[str], list[list[object]]]:
     rows: list[list[object]] = [["all", t.n_ok, cellp(t.detected), cellp(t.graded_lower), cellp(t.named)]]
     rows += [[k.kind, k.n, cellp(k.detected), cellp(k.graded_lower), cellp(k.named)] for k in t.kinds]
     return header, rows
+
+
+def flips_table(f: object) -> tuple[list[str], list[list[object]]]:
+    """Header and row of the flips table (Markdown and HTML): counts, accuracies with the
+    question-level interval of their difference, and the McNemar test the scorecard ran."""
+    acc = f"{pct(f.baseline_accuracy)} → {pct(f.compressed_accuracy)}"  # type: ignore[attr-defined]
+    delta = getattr(f, "accuracy_delta", None)
+    if delta is not None:
+        acc += f", Δ {ci_cell(delta, 3, signed=True)}"
+    return (["n", "dropped", "correct→incorrect", "incorrect→correct", "% flips", "accuracy",
+             flips_test(f)],
+            [[f.n, f.n_dropped, f.correct_to_incorrect, f.incorrect_to_correct,  # type: ignore[attr-defined]
+              fmt(f.flip_percent, 1), acc, fmt(f.mcnemar_p, 3)]])  # type: ignore[attr-defined]
+
+
+def divergence_table(sec: "Section") -> tuple[list[str], list[list[object]], str | None]:
+    """Header, rows and caption of the divergence table (Markdown and HTML): means with their
+    question-level intervals, quantiles (of the lower bound when ``quantiles_of`` says so)."""
+    header = ["scope", "items", "tokens", "mean [95% CI]", "median", "p99", "max",
+              "same top-1 [95% CI]", "RMS Δp"]
+    rows: list[list[object]] = []
+    for d in sec.divergence:
+        mean = ci_cell(d.kl_mean_ci, 4) if d.kl_mean_ci is not None else fmt(d.kl_mean, 4)
+        top1 = pct_ci(d.same_top1_ci) if d.same_top1_ci is not None else pct(d.same_top1)
+        rows.append([d.label, d.n_items, d.n_tokens, mean, fmt(d.kl_median, 4), fmt(d.kl_p99, 3),
+                     fmt(d.kl_max, 3), top1, fmt(d.dp_rms, 4)])
+    notes = []
+    if any(d.quantiles_of == "kl lower bound" for d in sec.divergence):
+        notes.append("Median, p99 and max are of the per-token top-K lower bound (the tail "
+                     "estimate is unbiased for means, but noisy per token)")
+    if few := few_questions_caption([d.kl_mean_ci for d in sec.divergence]):
+        notes.append(few)
+    return header, rows, "; ".join(notes) or None

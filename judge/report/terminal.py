@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from judge.report.style import (STATUS_COLOUR, behaviour_line, diverged_text, fmt, fmt_ci,
-                                grade_label, kl_rgb, pct, quality_line, self_test_lines,
-                                visible_text)
+from judge.report.style import (STATUS_COLOUR, behaviour_line, ci_cell, diverged_text,
+                                few_questions_caption, flips_test, fmt, fmt_ci, grade_label, kl_rgb,
+                                pct, quality_line, self_test_lines, visible_text)
 from judge.scorecard import FlaggedItem, Scorecard, Section
 
 if TYPE_CHECKING:
@@ -59,19 +59,21 @@ def _section(sec: Section, control: Section | None, categories: bool) -> list["R
     noise = control is not None and sec.role != "control"
     cols = ["scope", "n", "baseline", sec.role, "Δ [95% CI]"] + (["noise Δ"] if noise else [])
     grades = _table("Grades (1-10), paired items", *cols)
-    for row in sec.grades:
-        if row.scope == "category" and not categories:
-            continue
+    shown = [row for row in sec.grades if row.scope != "category" or categories]
+    for row in shown:
         cells = [_t(row.label), _t(row.n), _t(fmt(row.baseline_mean)), _t(fmt(row.compressed_mean)),
-                 _t(fmt_ci(row.delta, signed=True))]
+                 _t(ci_cell(row.delta, signed=True))]
         if noise:
-            cells.append(_t(fmt_ci(row.noise_delta, signed=True) if row.noise_delta else "n/a"))
+            cells.append(_t(ci_cell(row.noise_delta, signed=True) if row.noise_delta else "n/a"))
         grades.add_row(*cells)
+    caption = few_questions_caption([r.delta for r in shown])
+    if caption:
+        grades.caption, grades.caption_justify = _t(caption), "left"
     out.append(grades if sec.grades[0].n else _t("Grades: no item was graded ok for both models"))
     h = sec.head_to_head
     if h is not None:
         line = (f"Head-to-head (n={h.n}): {h.compressed_wins} W / {h.ties} T / {h.baseline_wins} L; "
-                f"win rate {fmt_ci(h.win_rate)}; strong losses {h.strong_losses}; "
+                f"win rate {ci_cell(h.win_rate)}; strong losses {h.strong_losses}; "
                 f"position-inconsistent {h.inconsistent} ({pct(h.inconsistency_rate, 0)})")
         if noise and control.head_to_head is not None:
             line += f"; control win rate {fmt_ci(control.head_to_head.win_rate)}"
@@ -81,19 +83,21 @@ def _section(sec: Section, control: Section | None, categories: bool) -> list["R
         out.append(_t(f"Flips on reference-graded items (n={f.n}, {f.n_dropped} without both "
                       f"verdicts): correct→incorrect {f.correct_to_incorrect}, incorrect→correct "
                       f"{f.incorrect_to_correct}, {fmt(f.flip_percent, 1)}% flipped; accuracy "
-                      f"{pct(f.baseline_accuracy)} → {pct(f.compressed_accuracy)}; McNemar exact "
-                      f"p = {fmt(f.mcnemar_p, 3)}"))
+                      f"{pct(f.baseline_accuracy)} → {pct(f.compressed_accuracy)}; "
+                      f"{flips_test(f)} = {fmt(f.mcnemar_p, 3)}"))
     if sec.divergence:
-        div = _table("Divergence KL(baseline‖compressed), nats", "scope", "items", "tokens", "mean",
-                     "median", "p99", "max", "same top-1")
-        for d in sec.divergence:
-            if d.scope == "category" and not categories:
-                continue
-            div.add_row(_t(d.label), _t(d.n_items), _t(d.n_tokens), _t(fmt(d.kl_mean, 4)),
+        div = _table("Divergence KL(baseline‖compressed), nats", "scope", "items", "tokens",
+                     "mean [95% CI]", "median", "p99", "max", "same top-1")
+        rows = [d for d in sec.divergence if d.scope != "category" or categories]
+        for d in rows:
+            mean = ci_cell(d.kl_mean_ci, 4) if d.kl_mean_ci is not None else fmt(d.kl_mean, 4)
+            div.add_row(_t(d.label), _t(d.n_items), _t(d.n_tokens), _t(mean),
                         _t(fmt(d.kl_median, 4)), _t(fmt(d.kl_p99, 3)), _t(fmt(d.kl_max, 3)),
                         _t(pct(d.same_top1)))
-        if sec.kl_method:
-            div.caption = _t(f"KL: {sec.kl_method}")
+        notes = [f"KL: {sec.kl_method}" if sec.kl_method else None,
+                 few_questions_caption([d.kl_mean_ci for d in rows])]
+        if any(notes):
+            div.caption = _t("; ".join(n for n in notes if n))
             div.caption_justify = "left"
         out.append(div)
     if sec.kl_grade_spearman is not None:
@@ -127,9 +131,12 @@ def scorecard_renderables(card: Scorecard, *, categories: bool = True) -> list["
     from rich.rule import Rule
 
     p = card.provenance
+    verdict, title = card.verdict, "Verdict"
+    first, _, rest = verdict.partition("\n")
+    if p.judge_model and not p.other_judges and first == f"Judge: {p.judge_model}.":
+        verdict, title = rest, f"Verdict (judge {p.judge_model})"  # one line less on the screen
     out: list[RenderableType] = [Rule(_t(f"judge scorecard — {p.run}", "bold")),
-                                 Panel(_t(card.verdict), title=_t("Verdict", "bold"),
-                                       title_align="left")]
+                                 Panel(_t(verdict), title=_t(title, "bold"), title_align="left")]
     for sec in card.sections:
         out.extend(_section(sec, card.control, categories))
     if card.control is not None:
@@ -138,8 +145,8 @@ def scorecard_renderables(card: Scorecard, *, categories: bool = True) -> list["
         summary = _table("Candidates", "role", "grade Δ [95% CI]", "win rate", "flips", "mean KL",
                          "same top-1", "flagged")
         for s in card.summary:
-            summary.add_row(_t(s.role), _t(fmt_ci(s.grade_delta, signed=True)),
-                            _t(fmt_ci(s.win_rate) if s.win_rate else "n/a"),
+            summary.add_row(_t(s.role), _t(ci_cell(s.grade_delta, signed=True)),
+                            _t(ci_cell(s.win_rate) if s.win_rate else "n/a"),
                             _t(f"{fmt(s.flip_percent, 1)}%" if s.flip_percent is not None else "n/a"),
                             _t(fmt(s.kl_mean, 4)), _t(pct(s.same_top1)), _t(s.n_flagged))
         out.append(summary)
@@ -150,7 +157,9 @@ def scorecard_renderables(card: Scorecard, *, categories: bool = True) -> list["
         failures.add_row(_t(f.kind), _t(f.role), _t(f.status), _t(f.count))
     out.append(failures if card.failures else _t("Judgment failures: none"))
     models = ", ".join(f"{m.role}={m.name}" for m in p.models)
-    out.append(_t(f"Provenance: models {models}; judge {', '.join(p.judges) or 'n/a'}; questions "
+    left_out = (f" (left out: {p.n_other_judge} judgments by {', '.join(p.other_judges)})"
+                if p.other_judges else "")
+    out.append(_t(f"Provenance: models {models}; judge {', '.join(p.judges) or 'n/a'}{left_out}; questions "
                   f"{p.question_set or '?'} ({p.n_questions or '?'}); bootstrap seed "
                   f"{p.bootstrap_seed}, {p.n_resamples} resamples; judge {p.judge_version}", "dim"))
     return out

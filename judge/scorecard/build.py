@@ -5,8 +5,14 @@ every interval and test. Conventions (see `judge.stats`): deltas are ``compresse
 win rates are the compressed model's, bootstrap intervals resample whole questions (the turns of
 one question stay together) with one seed, so the same run and seed give the same scorecard.
 
-Which rows count: for each key the LAST judgment row in the file (see `judge.scorecard.data`);
-a judgment whose status is not ``ok`` is never a grade, it is counted in ``failures``.
+Which rows count: the rows of one judge model, and for each key the LAST judgment row in the file
+(see `judge.scorecard.data`); a judgment whose status is not ``ok`` is never a grade, it is counted
+in ``failures``.
+
+Intervals: means (grade deltas, win rates, accuracy and KL deltas) take the expanded percentile
+interval, and no row gets an interval from fewer than `judge.stats.MIN_QUESTIONS_FOR_INTERVAL`
+questions (its ``note`` says why); flips take the question-level exact McNemar test. Coverage is
+measured by simulation in tests/test_stats_coverage.py.
 Each compressed role gets one `Section`; a ``control`` role (a re-run of the baseline) gets the
 same section, shown as the noise floor next to every compressed role's numbers. Every section has
 both axes (`judge.scorecard.behaviour`, `judge.scorecard.quality`); the judge's self-test
@@ -42,7 +48,16 @@ from judge.scorecard.quality import Signals, missingness, quality_axis
 from judge.scorecard.schema import SelfTest
 from judge.scorecard.selftest import DEFAULT_MIN_SENSITIVITY, self_test
 from judge.scorecard.verdict import overall_verdict, section_verdict
-from judge.stats import CI, FlipCounts, flips, paired_bootstrap_mean_delta, spearman_ci, win_rate_ci
+from judge.stats import (
+    CI,
+    MIN_QUESTIONS_FOR_INTERVAL,
+    FlipCounts,
+    IntervalMethod,
+    flips,
+    paired_bootstrap_mean_delta,
+    spearman_ci,
+    win_rate_ci,
+)
 from judge.store import Run
 
 _NAN = float("nan")
@@ -57,9 +72,17 @@ class Settings:
     n_resamples: int = 2000
     alpha: float = 0.05
     min_sensitivity: float = DEFAULT_MIN_SENSITIVITY  # the judge's self-test threshold
+    method: IntervalMethod = "expanded"
+    min_questions: int = MIN_QUESTIONS_FOR_INTERVAL
 
-    def kw(self) -> dict[str, float | int]:
-        return {"seed": self.seed, "n_resamples": self.n_resamples, "alpha": self.alpha}
+    def kw(self) -> dict:
+        """Keyword arguments of the bootstrap of a mean (`judge.stats.bootstrap_mean_ci`)."""
+        return {**self.rho_kw(), "method": self.method}
+
+    def rho_kw(self) -> dict:
+        """Keyword arguments of `judge.stats.spearman_ci` (a plain percentile interval)."""
+        return {"seed": self.seed, "n_resamples": self.n_resamples, "alpha": self.alpha,
+                "min_clusters": self.min_questions}
 
 
 # --------------------------------------------------------------------------- per-item values
@@ -160,13 +183,21 @@ def flip_items(data: RunData, role: str) -> tuple[list[ItemKey], list[bool | Non
     return keys, b, c
 
 
-def flip_counts(data: RunData, role: str) -> FlipCounts | None:
+def flip_counts(data: RunData, role: str, s: Settings = Settings()) -> FlipCounts | None:
+    """Flips over reference-graded items, tested and bootstrapped by question (turns together)."""
     keys, b, c = flip_items(data, role)
     if not keys or not any(r == role for _, _, r in data.single):
         return None
     if all(x is None for x in b) or all(x is None for x in c):
         return None  # the judge gave no correctness verdicts (e.g. FastChat's single grading)
-    return flips(b, c)
+    counts = flips(b, c, [q for q, _ in keys])
+
+    def as_float(x: bool | None) -> float:
+        return _NAN if x is None else float(x)
+
+    acc = paired_bootstrap_mean_delta([as_float(x) for x in b], [as_float(x) for x in c],
+                                      groups=[q for q, _ in keys], **s.kw())
+    return counts.model_copy(update={"accuracy_delta": acc})
 
 
 def quality_signals(data: RunData, role: str, fl: FlipCounts | None) -> Signals:
@@ -198,7 +229,7 @@ def kl_vs_drop(data: RunData, role: str, s: Settings) -> tuple[CI | None, list[I
     if not div:
         return None, points
     rho = spearman_ci([p.kl_mean for p in points], [p.grade_drop for p in points],
-                      groups=[p.question_id for p in points], **s.kw())
+                      groups=[p.question_id for p in points], **s.rho_kw())
     return rho, points
 
 
@@ -255,9 +286,9 @@ def build_section(data: RunData, role: str, s: Settings, n_flagged: int = 0,
     if not qs:
         qs = set(data.answers.get(role, {})) & set(data.answers.get("baseline", {}))
     h2h = head_to_head(data, role, s)
-    fl = flip_counts(data, role)
+    fl = flip_counts(data, role, s)
     ctrl = vs_control(data, role, s) if role != "control" else None
-    div = divergence_rows(data, role)
+    div = divergence_rows(data, role, s.kw())
     checked: FlipCounts | None = None  # machine-checked flips (checks/<role>.jsonl) when present
     beh = behaviour_axis(data, role, alpha=s.alpha, seed=s.seed, n_resamples=s.n_resamples,
                          dp_rms=div[0].dp_rms if div else None, checked_flips=checked)
@@ -323,15 +354,32 @@ def failure_counts(data: RunData) -> list[FailureCount]:
 # --------------------------------------------------------------------------- entry points
 
 
+def judge_sentence(data: RunData) -> str:
+    """Which judge graded what the scorecard shows, and whose judgments were left out."""
+    if data.judge_model is None:
+        return ""  # no judge (--judge none, or not graded yet): the quality axis says so
+    text = f"Judge: {data.judge_model}."
+    if data.other_judges:
+        text += (f" Left out: {data.n_other_judge} judgments by {', '.join(data.other_judges)} "
+                 "(one judge per scorecard; --judge-model picks another).")
+    return text
+
+
 def build_report(run: Run, *, seed: int = 0, n_resamples: int = 2000, alpha: float = 0.05,
-                 tokens: bool = True, min_sensitivity: float = DEFAULT_MIN_SENSITIVITY
+                 tokens: bool = True, min_sensitivity: float = DEFAULT_MIN_SENSITIVITY,
+                 judge_model: str | None = None, method: IntervalMethod = "expanded",
+                 min_questions: int = MIN_QUESTIONS_FOR_INTERVAL
                  ) -> tuple[Scorecard, list[FlaggedItem]]:
-    """Load a run once and build its scorecard and flagged list (token KL decoded when asked).
+    """Load a run once and build its scorecard and flagged list (token KL decoded when asked),
+    from the judgments of one judge model (the run's only one, or ``judge_model``).
 
     ``min_sensitivity``: the lower 95% bound the judge's self-test sensitivity must reach for the
-    quality verdict to be shown (`judge.scorecard.selftest`)."""
-    data = load_run(run)
-    s = Settings(seed, n_resamples, alpha, min_sensitivity)
+    quality verdict to be shown (`judge.scorecard.selftest`). ``method`` and ``min_questions`` set
+    the intervals (module docstring); the defaults are the ones whose coverage is measured, other
+    values are for tests that compute intervals by hand.
+    """
+    data = load_run(run, judge_model)
+    s = Settings(seed, n_resamples, alpha, min_sensitivity, method, min_questions)
     flagged = build_flagged(data, tokens=tokens)
     per_role = flagged_counts(flagged)
     judged = bool(data.single or data.pairwise)
@@ -348,24 +396,29 @@ def build_report(run: Run, *, seed: int = 0, n_resamples: int = 2000, alpha: flo
         created=time.time(), provenance=provenance(data, s.seed, s.n_resamples, 1 - s.alpha),
         baseline_model=baseline.name if baseline else None, sections=sections, control=control,
         summary=summary, failures=failures, n_superseded=data.n_superseded, self_test=judge_test,
-        verdict=overall_verdict(sections, control, failures),
+        verdict="\n".join(s for s in (judge_sentence(data), overall_verdict(sections, control, failures))
+                          if s),
     )
     return card, flagged
 
 
 def build_scorecard(run: Run, *, seed: int = 0, n_resamples: int = 2000, alpha: float = 0.05,
-                    min_sensitivity: float = DEFAULT_MIN_SENSITIVITY) -> Scorecard:
-    """The scorecard alone (no token decoding)."""
+                    min_sensitivity: float = DEFAULT_MIN_SENSITIVITY, judge_model: str | None = None,
+                    method: IntervalMethod = "expanded",
+                    min_questions: int = MIN_QUESTIONS_FOR_INTERVAL) -> Scorecard:
+    """The scorecard alone (no token decoding); arguments as `build_report`."""
     return build_report(run, seed=seed, n_resamples=n_resamples, alpha=alpha, tokens=False,
-                        min_sensitivity=min_sensitivity)[0]
+                        min_sensitivity=min_sensitivity, judge_model=judge_model, method=method,
+                        min_questions=min_questions)[0]
 
 
 def review_items(run: Run, *, question: str | None = None, role: str | None = None,
-                 limit: int | None = 10) -> list[FlaggedItem]:
+                 limit: int | None = 10, judge_model: str | None = None) -> list[FlaggedItem]:
     """What `judge review` shows: the flagged list (from ``flagged.jsonl`` when it is newer than
     the judgments and divergence files, else rebuilt), filtered by role and question.
 
-    With ``question``, every turn of that question is shown, flagged or not.
+    With ``question``, every turn of that question is shown, flagged or not. ``judge_model``
+    picks the judge in a run graded by several (and rebuilds the list from its judgments).
     """
     from judge.scorecard.flagged import question_views
     from judge.store import read_jsonl
@@ -376,12 +429,13 @@ def review_items(run: Run, *, question: str | None = None, role: str | None = No
         inputs += list(run.divergence_dir.glob("*"))
     newest_input = max((p.stat().st_mtime for p in inputs if p.exists()), default=0.0)
     if question is not None:
-        data = load_run(run)
+        data = load_run(run, judge_model)
         items = question_views(data, str(question), [role] if role else data.compressed_roles)
-    elif path.is_file() and path.stat().st_mtime >= newest_input:
+    elif judge_model is None and path.is_file() and path.stat().st_mtime >= newest_input:
         items = read_jsonl(path, FlaggedItem)
     else:
-        items = build_flagged(load_run(run), tokens=True, max_token_items=limit or 200)
+        items = build_flagged(load_run(run, judge_model), tokens=True,
+                              max_token_items=limit or 200)
     if role is not None:
         items = [it for it in items if it.role == role]
     return items if limit is None else items[:limit]

@@ -6,6 +6,12 @@ single judgments are keyed by ``(question_id, turn, role)``, pairwise judgments 
 ``(question_id, turn, role_2)``. Earlier rows for a key are counted as ``n_superseded``, never used.
 Answers are keyed by ``(role, question_id)``, also last row wins.
 
+**One judge per scorecard.** Grading keys its rows by judge model too, so a run graded twice with
+different ``--judge`` holds both; pooling them would mix two judges' scales in every delta, win
+rate and flip. `load_run` keeps the rows of one judge model: the only one in the run, or the one
+asked for (``judge report --judge-model``); a run with several and none asked for is refused with
+one line naming them. The rows of the others are counted in ``n_other_judge``, never used.
+
 Rows without a ``role`` (imported FastChat files) get one from the manifest, by model name.
 Per-token divergence arrays come through `load_token_arrays`, an adapter over
 `judge.diverge.stage.load_divergence`; without it (or for imported runs) there are none and the
@@ -15,6 +21,7 @@ scorecard falls back to the per-(question, turn) rows of ``RUN/divergence/<role>
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -50,6 +57,7 @@ class ItemTokens:
     token_ids: NDArray[np.int64]
     kl: NDArray[np.float64]
     same_top1: NDArray[np.bool_] | None = None
+    kl_bound: NDArray[np.float64] | None = None  # top-K lower bound, when kl holds an estimate
 
 
 TokenLookup = Callable[[str, int], "ItemTokens | None"]
@@ -67,6 +75,9 @@ class RunData:
     n_superseded: int = 0
     unassigned: int = 0  # judgment rows whose role could not be determined
     tokens: dict[str, TokenLookup | None] = field(default_factory=dict)
+    judge_model: str | None = None  # the judge whose rows these are (None: no judgments)
+    other_judges: list[str] = field(default_factory=list)  # judges whose rows were left out
+    n_other_judge: int = 0  # judgment rows of other judges, left out
 
     @property
     def roles(self) -> list[str]:
@@ -136,8 +147,30 @@ def _load_questions(manifest: RunManifest | None) -> dict[str, Question]:
     return {q.key: q for q in qs}
 
 
-def load_run(run: Run) -> RunData:
-    """Read everything the scorecard joins; a run with no judgments and no answers is an error."""
+def choose_judge(found: dict[str, int], wanted: str | None, where: Path) -> str | None:
+    """The judge model whose rows make the scorecard; refuses (one line) an absent or ambiguous one.
+
+    ``found``: judge model -> number of judgment rows in the run. ``wanted``: asked for, or None.
+    """
+    names = ", ".join(sorted(found)) or "none"
+    if wanted is not None:
+        if wanted not in found:
+            raise RunFolderError(f"no judgments by judge model {wanted!r} in this run (judges: "
+                                 f"{names}); pass one of them to --judge-model", path=where)
+        return wanted
+    if len(found) > 1:
+        raise RunFolderError(f"the run holds judgments by {len(found)} judge models ({names}); "
+                             "pass --judge-model NAME to build the scorecard for one of them",
+                             path=where)
+    return next(iter(found), None)
+
+
+def load_run(run: Run, judge_model: str | None = None) -> RunData:
+    """Read everything the scorecard joins, for one judge model (see the module docstring).
+
+    A run with no judgments and no answers is an error, and so is a run graded by several judge
+    models when ``judge_model`` does not pick one.
+    """
     if not run.root.is_dir():
         raise RunFolderError("run folder not found; give a run name under outputs/ or a path",
                              path=run.root)
@@ -147,10 +180,20 @@ def load_run(run: Run) -> RunData:
     for role in run.answer_roles():
         answers[role] = {a.key: a for a in read_jsonl(run.answers_path(role), Answer)}
 
+    single_rows = read_jsonl(run.single_path, SingleJudgment) if run.single_path.exists() else []
+    pair_rows = read_jsonl(run.pairwise_path, PairJudgment) if run.pairwise_path.exists() else []
+    found = Counter(r.judge[0] for r in [*single_rows, *pair_rows])
+    if found or judge_model is not None:
+        where = run.single_path if run.single_path.exists() else run.judgments_dir
+        judge_model = choose_judge(dict(found), judge_model, where)
+    n_other = sum(n for j, n in found.items() if j != judge_model)
+
     superseded = unassigned = 0
     single: dict[tuple[str, int, str], SingleJudgment] = {}
-    if run.single_path.exists():
-        for row in read_jsonl(run.single_path, SingleJudgment):
+    if single_rows:
+        for row in single_rows:
+            if row.judge[0] != judge_model:
+                continue
             role = row.role or by_model.get(row.model)
             if role is None:
                 unassigned += 1
@@ -159,8 +202,10 @@ def load_run(run: Run) -> RunData:
             superseded += key in single
             single[key] = row
     pairwise: dict[tuple[str, int, str], PairJudgment] = {}
-    if run.pairwise_path.exists():
-        for prow in read_jsonl(run.pairwise_path, PairJudgment):
+    if pair_rows:
+        for prow in pair_rows:
+            if prow.judge[0] != judge_model:
+                continue
             role2 = prow.role_2 or by_model.get(prow.model_2)
             if role2 is None:
                 unassigned += 1
@@ -182,7 +227,8 @@ def load_run(run: Run) -> RunData:
                              "and `judge grade` first", path=run.root)
     return RunData(run=run, manifest=manifest, questions=_load_questions(manifest),
                    answers=answers, single=single, pairwise=pairwise, divergence=divergence,
-                   n_superseded=superseded, unassigned=unassigned)
+                   n_superseded=superseded, unassigned=unassigned, judge_model=judge_model,
+                   other_judges=sorted(j for j in found if j != judge_model), n_other_judge=n_other)
 
 
 # --------------------------------------------------------------------------- per-token arrays
@@ -208,7 +254,8 @@ def load_token_arrays(run: Run, role: str) -> TokenLookup | None:
 
 def lookup_from_arrays(arrays: object) -> TokenLookup:
     """Index a `judge.diverge.cache.TokenArrays` (keys, turns, offsets, token_ids, kl,
-    same_top1: segment i covers positions offsets[i]:offsets[i+1]) by (question id, turn)."""
+    same_top1, kl_bound: segment i covers positions offsets[i]:offsets[i+1]) by (question id,
+    turn)."""
     offsets = np.asarray(getattr(arrays, "offsets"), dtype=np.int64)  # (S + 1,)
     turns = [int(t) for t in np.asarray(getattr(arrays, "turns"))]
     index = {(str(k), t): i for i, (k, t) in enumerate(zip(getattr(arrays, "keys"), turns))}
@@ -216,13 +263,16 @@ def lookup_from_arrays(arrays: object) -> TokenLookup:
     kl = np.asarray(getattr(arrays, "kl"), dtype=np.float64)  # (N,)
     top1_raw = getattr(arrays, "same_top1", None)
     top1 = None if top1_raw is None else np.asarray(top1_raw, dtype=bool)
+    bound_raw = getattr(arrays, "kl_bound", None)
+    bound = None if bound_raw is None else np.asarray(bound_raw, dtype=np.float64)  # (N,)
 
     def lookup(qid: str, turn: int) -> ItemTokens | None:
         i = index.get((qid, turn))
         if i is None:
             return None
         sl = slice(int(offsets[i]), int(offsets[i + 1]))
-        return ItemTokens(token_ids=ids[sl], kl=kl[sl], same_top1=None if top1 is None else top1[sl])
+        return ItemTokens(token_ids=ids[sl], kl=kl[sl], same_top1=None if top1 is None else top1[sl],
+                          kl_bound=None if bound is None else bound[sl])
 
     return lookup
 
@@ -231,7 +281,11 @@ def lookup_from_arrays(arrays: object) -> TokenLookup:
 
 
 def provenance(data: RunData, seed: int, n_resamples: int, confidence: float) -> "Provenance":
-    """Models and fingerprints, judge models and prompt hashes, question set, seeds, versions."""
+    """Models and fingerprints, the judge model and its prompt hashes, question set, seeds, versions.
+
+    ``judges`` holds the one judge model the scorecard was built from (the judgments kept by
+    `load_run`); ``other_judges`` names those left out.
+    """
     from judge import __version__
     from judge.scorecard.schema import ModelProvenance, Provenance
 
@@ -255,6 +309,8 @@ def provenance(data: RunData, seed: int, n_resamples: int, confidence: float) ->
     return Provenance(
         run=data.run.root.name, judge_version=__version__,
         run_judge_version=m.judge_version if m else None, models=models, judges=sorted(judges),
+        judge_model=data.judge_model, other_judges=data.other_judges,
+        n_other_judge=data.n_other_judge,
         prompts={k: sorted(v) for k, v in sorted(prompts.items())},
         question_set=qinfo.name if qinfo else None,
         question_set_sha256=qinfo.sha256 if qinfo else None,

@@ -5,6 +5,14 @@ Pooling is token-weighted, so each pooled mean equals the mean over all tokens o
 ``dp_rms = sqrt(sum_i n_i dp_rms_i^2 / sum_i n_i)``, ``kl_max = max_i kl_max_i``. Quantiles and
 the standard error of the mean need every token's KL, so they come from the per-token arrays
 (numpy "linear" percentiles, as `judge.stats.kl_summary`) and are None when those are missing.
+``kl_se`` treats tokens as independent (as llama.cpp does) and is too small: the tokens of one
+answer move together. The intervals ``kl_mean_ci`` and ``same_top1_ci`` resample whole questions
+(`judge.stats.bootstrap_ratio_ci` over each item's token sum and token count), so they carry that.
+
+With tail samples the per-token KL is the top-K bound plus a noisy, unbiased estimate of the tail's
+share: fine for a mean, but upper quantiles and the maximum of noisy values lean upward. So the
+quantiles, the maximum and the histogram are taken over the per-token **lower bound** when there
+is one (each then bounds the exact value from below); ``quantiles_of`` says which it was.
 """
 
 from __future__ import annotations
@@ -19,13 +27,16 @@ from judge.errors import JudgeError
 from judge.schemas import MT_BENCH_CATEGORIES, TurnDivergence
 from judge.scorecard.data import ItemKey, RunData
 from judge.scorecard.schema import DivergenceRow, KLHistogram
+from judge.stats import bootstrap_ratio_ci
 
 log = logging.getLogger(__name__)
 _LOWEST_EDGE_NATS = 1e-5  # the first histogram bin holds everything below (zeros included)
 
 
-def _token_kl(data: RunData, role: str, keys: list[ItemKey]) -> NDArray[np.float64] | None:
-    """Every token's KL over ``keys``, or None unless every item has its arrays."""
+def _token_kl(data: RunData, role: str, keys: list[ItemKey], *, bound: bool = False
+              ) -> NDArray[np.float64] | None:
+    """Every token's KL over ``keys`` (its lower bound when ``bound`` and the arrays have one),
+    or None unless every item has its arrays."""
     lookup = data.token_lookup(role)
     if lookup is None:
         return None
@@ -34,15 +45,25 @@ def _token_kl(data: RunData, role: str, keys: list[ItemKey]) -> NDArray[np.float
         item = lookup(q, t)
         if item is None:
             return None
-        parts.append(item.kl)
+        parts.append(item.kl_bound if bound and item.kl_bound is not None else item.kl)
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def _pool(scope: str, label: str, rows: list[TurnDivergence],
-          kl: NDArray[np.float64] | None) -> DivergenceRow:
+def _has_bound(data: RunData, role: str, keys: list[ItemKey]) -> bool:
+    lookup = data.token_lookup(role)
+    item = lookup(*keys[0]) if lookup is not None and keys else None
+    return item is not None and item.kl_bound is not None
+
+
+def _pool(scope: str, label: str, rows: list[TurnDivergence], kl: NDArray[np.float64] | None,
+          kl_for_quantiles: NDArray[np.float64] | None = None, quantiles_of: str = "kl",
+          boot: dict | None = None) -> DivergenceRow:
+    """One scope's row. ``kl``: every token's KL (for the SE); ``kl_for_quantiles``: what the
+    quantiles are taken over (default ``kl``); ``boot``: bootstrap settings of the intervals."""
     rows = [r for r in rows if r.stats.n_tokens > 0 and not math.isnan(r.stats.kl_mean)]
     n = np.array([r.stats.n_tokens for r in rows], dtype=np.float64)  # (items,)
     total = float(n.sum())
+    qkl = kl if kl_for_quantiles is None else kl_for_quantiles
 
     def wmean(values: list[float]) -> float:
         v = np.asarray(values, dtype=np.float64)
@@ -51,15 +72,27 @@ def _pool(scope: str, label: str, rows: list[TurnDivergence],
 
     quantiles: dict[str, float | None] = {"kl_se": None, "kl_median": None, "kl_p90": None,
                                           "kl_p99": None}
-    if kl is not None and len(kl):
-        p50, p90, p99 = np.percentile(kl, [50.0, 90.0, 99.0], method="linear")
+    if kl is not None and qkl is not None and len(kl):
+        p50, p90, p99 = np.percentile(qkl, [50.0, 90.0, 99.0], method="linear")
         se = float(kl.std(ddof=1) / math.sqrt(len(kl))) if len(kl) > 1 else float("nan")
         quantiles = {"kl_se": se, "kl_median": float(p50), "kl_p90": float(p90),
                      "kl_p99": float(p99)}
+    intervals = {}
+    if boot is not None and rows:
+        groups = [str(r.question_id) for r in rows]
+        intervals = {
+            "kl_mean_ci": bootstrap_ratio_ci(n * np.array([r.stats.kl_mean for r in rows]), n,
+                                             groups, **boot),
+            "same_top1_ci": bootstrap_ratio_ci(n * np.array([r.stats.same_top1 for r in rows]), n,
+                                               groups, **boot)}
+    # kl_max: over the tokens the quantiles use, else the items' maxima (the divergence stage
+    # takes those of the bound too when there is one: `judge.stats.kl_summary`)
+    kl_max = (float(qkl.max()) if qkl is not None and len(qkl)
+              else max((r.stats.kl_max for r in rows), default=float("nan")))
     return DivergenceRow(
         scope=scope, label=label, n_items=len(rows), n_tokens=int(total),  # type: ignore[arg-type]
         kl_mean=wmean([r.stats.kl_mean for r in rows]) if rows else float("nan"),
-        kl_max=max((r.stats.kl_max for r in rows), default=float("nan")),
+        kl_max=kl_max, quantiles_of=quantiles_of, **intervals,  # type: ignore[arg-type]
         same_top1=wmean([r.stats.same_top1 for r in rows]) if rows else float("nan"),
         dp_rms=math.sqrt(wmean([r.stats.dp_rms ** 2 for r in rows])) if rows else float("nan"),
         log_ppl_ratio=wmean([r.stats.log_ppl_ratio for r in rows]) if rows else float("nan"),
@@ -67,8 +100,11 @@ def _pool(scope: str, label: str, rows: list[TurnDivergence],
     )
 
 
-def divergence_rows(data: RunData, role: str) -> list[DivergenceRow]:
-    """Overall, per turn and per category; empty when the role has no divergence rows."""
+def divergence_rows(data: RunData, role: str, boot: dict | None = None) -> list[DivergenceRow]:
+    """Overall, per turn and per category; empty when the role has no divergence rows.
+
+    ``boot``: keyword arguments of `judge.stats.bootstrap_ratio_ci` for the question-level
+    intervals of mean KL and same-top-1 (None: no intervals)."""
     div = data.divergence.get(role)
     if not div:
         return []
@@ -81,7 +117,12 @@ def divergence_rows(data: RunData, role: str) -> list[DivergenceRow]:
     ordered += sorted(set(cats.values()) - set(ordered))
     for cat in ordered:
         scopes.append(("category", cat, [k for k in keys if cats[k] == cat]))
-    return [_pool(scope, label, [div[k] for k in ks], _token_kl(data, role, ks))
+    bound = _has_bound(data, role, keys)
+    of = ("kl lower bound" if bound or any(r.stats.quantiles_of == "kl lower bound"
+                                           for r in div.values()) else "kl")
+    return [_pool(scope, label, [div[k] for k in ks], _token_kl(data, role, ks),
+                  _token_kl(data, role, ks, bound=True) if bound else None,
+                  of, boot)
             for scope, label, ks in scopes]
 
 
@@ -100,11 +141,13 @@ def kl_method(data: RunData, role: str) -> str | None:
 
 
 def kl_histogram(data: RunData, role: str) -> KLHistogram | None:
-    """Counts in half-decade bins from 1e-5 nats up; per token when the arrays exist, else per item."""
+    """Counts in half-decade bins from 1e-5 nats up; per token when the arrays exist (of the
+    lower bound when there is one, see the module docstring), else per item."""
     div = data.divergence.get(role)
     if not div:
         return None
-    values = _token_kl(data, role, sorted(div))
+    bound = _has_bound(data, role, sorted(div))
+    values = _token_kl(data, role, sorted(div), bound=bound)
     unit = "token"
     if values is None:
         unit = "item"
@@ -119,4 +162,5 @@ def kl_histogram(data: RunData, role: str) -> KLHistogram | None:
     edges[-1] = max(edges[-1], float(values.max()))  # never lose the maximum to rounding
     # np.histogram puts a value equal to the last edge in the last bin; clip negatives (rounding)
     counts, _ = np.histogram(np.clip(values, 0.0, None), bins=np.array(edges))
-    return KLHistogram(unit=unit, edges=edges, counts=[int(c) for c in counts])  # type: ignore[arg-type]
+    return KLHistogram(unit=unit, edges=edges, counts=[int(c) for c in counts],  # type: ignore[arg-type]
+                       of="kl lower bound" if bound and unit == "token" else "kl")

@@ -70,7 +70,10 @@ class DivergenceRow(Record):
 
     Means are token-weighted over the per-(question, turn) rows of the divergence stage, so they
     equal the mean over all tokens. Quantiles and ``kl_se`` need the per-token arrays and are None
-    without them.
+    without them. ``kl_se`` treats tokens as independent (llama.cpp's SE, too small); the
+    intervals ``kl_mean_ci`` and ``same_top1_ci`` resample whole questions. ``quantiles_of``:
+    whether the quantiles and ``kl_max`` are of the per-token KL or of its top-K lower bound (see
+    `judge.scorecard.divergence`).
     """
 
     scope: Scope
@@ -86,6 +89,9 @@ class DivergenceRow(Record):
     same_top1: float
     dp_rms: float
     log_ppl_ratio: float
+    kl_mean_ci: CI | None = None  # question-level bootstrap of the token-weighted mean KL
+    same_top1_ci: CI | None = None  # likewise for the share of tokens with the same top-1
+    quantiles_of: Literal["kl", "kl lower bound"] = "kl"
 
 
 class KLHistogram(Record):
@@ -94,6 +100,7 @@ class KLHistogram(Record):
     unit: Literal["token", "item"]
     edges: list[float]  # len(counts) + 1 bin edges in nats; the first bin also holds zeros
     counts: list[int]
+    of: Literal["kl", "kl lower bound"] = "kl"  # per-token values: the KL or its lower bound
 
 
 class ItemPoint(Record):
@@ -317,7 +324,10 @@ class Provenance(Record):
     judge_version: str  # of the code that built this scorecard
     run_judge_version: str | None = None  # of the code that made the run
     models: list[ModelProvenance] = []
-    judges: list[str] = []  # judge model ids seen in the judgments
+    judges: list[str] = []  # the judge model whose judgments the scorecard uses (one, or none)
+    judge_model: str | None = None  # that judge model (None: the run has no judgments)
+    other_judges: list[str] = []  # judge models of this run whose judgments were left out
+    n_other_judge: int = 0  # their judgment rows
     prompts: dict[str, list[str]] = {}  # judge prompt name -> sha256 of its rendered templates
     question_set: str | None = None
     question_set_sha256: str | None = None

@@ -110,6 +110,9 @@ def test_header_refuses_other_tokenizer_or_baseline(tmp_path):
     del version1["tail_samples"]
     cache.header_path.write_text(json.dumps(version1))
     assert cache.header().tail_samples == 0
+    version2 = dict(version1, format_version=2, tail_samples=16)  # tail draws with shared offsets
+    cache.header_path.write_text(json.dumps(version2))
+    assert cache.header().format_version == 2 and cache.header().tail_samples == 16  # still read
     cache.header_path.write_text('{"format_version": 99}')
     with pytest.raises(RunFolderError, match="format 99"):
         cache.header()

@@ -16,7 +16,7 @@ import pytest
 from judge.config import EngineOptions, GenerationConfig
 from judge.diverge.stage import (DivergeOptions, baseline_sequences, diverge, load_divergence,
                               load_summary, tokenizer_identity)
-from judge.diverge.cache import BaselineCache, TokenArrays
+from judge.diverge.cache import BaselineCache
 from judge.errors import ModelSpecError, RunFolderError, TokenizerMismatchError
 from judge.schemas import Answer
 from judge.store import Run, read_jsonl, write_atomic
@@ -282,10 +282,17 @@ def test_missing_or_unusable_answers_are_refused(answered, k64, tmp_path):
         diverge(run, ["compressed-nope"], OPTS, progress=False)
 
 
-def test_token_arrays_of_unknown_role(answered):
-    with pytest.raises(RunFolderError, match="judge diverge"):
+def test_token_arrays_of_unknown_role(answered, k64, tmp_path):
+    with pytest.raises(RunFolderError, match="no divergence results for 'compressed-nope'"):
         load_divergence(answered, "compressed-nope")
-    assert isinstance(TokenArrays, type)
+    # the per-(question, turn) rows without their per-token arrays: refused too, naming the file
+    run = Run(tmp_path / "r")
+    rows = run.divergence_dir / "compressed-x.jsonl"
+    rows.parent.mkdir(parents=True)
+    shutil.copy(answered.divergence_dir / "compressed-int4.jsonl", rows)
+    with pytest.raises(RunFolderError, match=r"compressed-x\.tokens\.npz: per-token divergence "
+                                             r"file not found; run `judge diverge` first"):
+        load_divergence(run, "compressed-x")
 
 
 @pytest.fixture(scope="module")

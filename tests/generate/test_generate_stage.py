@@ -87,10 +87,19 @@ def test_chunks_are_appended_as_they_finish(tmp_path, two_questions):
 def test_refuses_other_question_set_or_model(tmp_path, two_questions, monkeypatch):
     import judge.generate.stage as g
 
+    import judge.generate.engines as engines
+
     info, qs = load_questions(str(two_questions))
     run = Run(tmp_path / "r")
-    monkeypatch.setattr(g, "make_engine", None, raising=False)
-    g.generate(run, _model(), [], info, role="baseline")  # nothing to do: records the manifest only
+
+    def no_engine(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise AssertionError("an engine was started with nothing to answer")
+
+    monkeypatch.setattr(engines, "make_engine", no_engine)  # what generate() imports and calls
+    res = g.generate(run, _model(), [], info, role="baseline")  # nothing to do: the manifest only
+    assert (res.generated, res.skipped) == (0, 0) and not run.answers_path("baseline").exists()
+    manifest = run.load_manifest()
+    assert manifest.questions == info and manifest.models["baseline"] == _model()
     other = info.model_copy(update={"sha256": "0" * 64, "name": "other"})
     with pytest.raises(RunFolderError, match="question set 'two_questions|question set"):
         g.generate(run, _model(), qs, other, role="baseline")

@@ -16,7 +16,7 @@ from judge.grade.stage import (final_counts, grade_plan, grade_run, latest_pairw
                            plan_grading, run_questions)
 from judge.grade.server import free_port
 from judge.grade.client import ClientStats, JudgeResult
-from judge.grade.prompts import load_prompt_set
+from judge.grade.prompts import load_prompt_set, render_single
 from judge.schemas import (Answer, AnswerChoice, PairJudgment, PairVerdict, Question,
                            SingleJudgment, SingleVerdict, SingleVerdictWithReference,
                            Usage)
@@ -105,7 +105,13 @@ def test_single_rows(tmp_path: Path) -> None:
     assert r.judge == ("fake-judge", "single-ref-multi-turn") and r.model == "m-baseline"
     assert r.score == 8.0 and r.correct is True and isinstance(r.verdict, SingleVerdictWithReference)
     assert r.prompt_sha256 == load_prompt_set().templates["single-ref-multi-turn"].sha256
-    assert r.user_prompt.endswith(r.user_prompt[-50:]) and "GOOD answer 2.2" in r.user_prompt
+    # the row keeps exactly the prompt the judge was sent: turn 2 with its whole dialogue and the
+    # turn-2 reference, rendered independently here from the question and the answers on file
+    expected, schema = render_single(load_prompt_set(), QUESTIONS[1],
+                                     ["GOOD answer 2.1", "GOOD answer 2.2"], 2)
+    assert r.user_prompt == expected.user and schema is SingleVerdictWithReference
+    assert graded_text(r.user_prompt, "ASSISTANT TURN 2") == "GOOD answer 2.2"
+    assert graded_text(r.user_prompt, "REFERENCE ANSWER TO TURN 2") == "50"
     assert by[("compressed", "1", 1)].score == 3.0 and by[("compressed", "1", 1)].correct is None
     assert by[("compressed", "1", 1)].judge[1] == "single"
     assert r.usage == Usage(prompt_tokens=100, completion_tokens=10, calls=1)

@@ -2,12 +2,13 @@
 
 Hand-made trees pin the status rules (duplicates, -1 scores, $ERROR$, error winners, reorientation).
 The real FastChat files in ../shared/mtbench_data are checked against FastChat's own code: fschat's
-``show_result`` functions and ``llm_judge.common`` loaders.
+``show_result`` functions and ``llm_judge.common`` loaders. They are absent from a user's clone:
+the same checks run everywhere on the small tree in tests/data/fastchat
+(tests/interop/test_fastchat_fixture.py); these are the extra on real data.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from judge.interop.fastchat_import import fastchat_mean, import_fastchat
 from judge.interop.fastchat_export import export_fastchat, safe_name
 from judge.schemas import Answer, PairJudgment, SingleJudgment
 from judge.store import Run, read_jsonl
+from fastchat_support import judge_means as _judge_means
+from fastchat_support import show_pairwise as _show_pairwise
+from fastchat_support import show_single as _show_single
 
 GRIFFIN_BASE = "Meta-Llama-3-8B-Instruct-Normal"
 GRIFFIN_COMP = "Meta-Llama-3-8B-Instruct-Griffin"
@@ -264,36 +268,6 @@ def test_export_of_a_judge_run_reads_in_fastchat(tmp_path: Path, monkeypatch) ->
 
 
 # --------------------------------------------------------------------------- real FastChat files
-
-
-def _show_single(path: Path, monkeypatch) -> dict[str, float]:
-    """Per-model average from fschat's own display_result_single (its printed DataFrames captured)."""
-    from fastchat.llm_judge import show_result
-
-    printed: list[object] = []
-    monkeypatch.setattr(show_result, "print", lambda *a, **k: printed.extend(a), raising=False)
-    show_result.display_result_single(argparse.Namespace(
-        bench_name="mt_bench", input_file=str(path), judge_model="gpt-4", model_list=None))
-    average = printed[-1]  # the "Average" table: index model, column score
-    return {m: float(v) for m, v in average["score"].items()}
-
-
-def _show_pairwise(path: Path, monkeypatch) -> dict[str, tuple[int, int, int]]:
-    from fastchat.llm_judge import show_result
-
-    printed: list[object] = []
-    monkeypatch.setattr(show_result, "print", lambda *a, **k: printed.extend(a), raising=False)
-    show_result.display_result_pairwise(argparse.Namespace(
-        bench_name="mt_bench", input_file=str(path), judge_model="gpt-4", model_list=None,
-        baseline_model=None))
-    df = printed[-1]
-    return {m: (int(r["win"]), int(r["loss"]), int(r["tie"])) for m, r in df.iterrows()}
-
-
-def _judge_means(run: Run) -> dict[str, float]:
-    rows = [r for r in read_jsonl(run.single_path, SingleJudgment) if r.status == "ok"]
-    return {m: sum(r.score for r in rows if r.model == m) / sum(1 for r in rows if r.model == m)
-            for m in {r.model for r in rows}}
 
 
 def test_means_equal_fastchat_show_result_without_duplicates(mtbench_dir: Path, tmp_path: Path,

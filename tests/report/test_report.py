@@ -57,7 +57,7 @@ def built(tmp_path: Path, monkeypatch):
     monkeypatch.setattr("judge.scorecard.data.load_token_arrays",
                         lambda _run, role: lookup_from_arrays(arrays) if role == "compressed" else None)
     monkeypatch.setattr("judge.scorecard.flagged.load_baseline_tokenizer", lambda data: _ByteTokenizer())
-    card, flagged = build_report(run, n_resamples=300)
+    card, flagged = build_report(run, n_resamples=300, method="percentile", min_questions=2)
     return run, card, flagged
 
 
@@ -105,6 +105,10 @@ def test_terminal_scorecard(built) -> None:
     assert "noise Δ" in text and "control" in text
     assert re.search(r"pairwise\s+│\s+compressed\s+│\s+missing\s+│\s+1", text)
     assert re.search(r"single\s+│\s+compressed\s+│\s+api_error\s+│\s+1", text)
+    # the judge is named in the verdict panel's title (and the verdict text in the files)
+    assert "Verdict (judge judge-model)" in text and "Judge: judge-model." not in text
+    assert card.verdict.startswith("Judge: judge-model.\n")
+    assert "McNemar p by question = 1.000" in text
 
 
 def test_terminal_review_is_literal_and_coloured(built) -> None:
@@ -250,7 +254,17 @@ def test_report_without_divergence_or_pairwise(tmp_path: Path) -> None:
     assert [f.severity for f in flagged[3:]] == [0.0, 0.0]
     page = render_html(card, flagged)
     assert page.count('<svg class="chart"') == 1
-    render_markdown(card, flagged)
+    md = render_markdown(card, flagged)
+    # what is there is rendered with its numbers, what is not is left out rather than invented
+    assert "### Head-to-head" not in md and "### Divergence" not in md and "Spearman" not in md
+    assert "| overall | 7 | 7.14 | 5.86 | −1.29 (4 q: no CI) |" in md  # 50/7, 41/7, −9/7
+    assert "| math | 4 | 7.00 | 5.25 | −1.75 (2 q: no CI) |" in md
+    assert "No CI below 8 questions: from so few questions a 95% bootstrap interval covers" in md
+    # flips on questions 2-4: 1 c→i, 1 i→c of 5; by question S = 0, so p = 1
+    assert "| 5 | 1 | 1 | 1 | 40.0 | 60.0% → 60.0%, Δ +0.000 (3 q: no CI) | 1.000 |" in md
+    assert "McNemar p by question" in md
+    top = md.index("### #1 question 2, turn 2")
+    assert "grade 6, correct → grade 3, incorrect" in md[top:]
 
 
 def test_low_kl_tokens_are_merged_in_html() -> None:

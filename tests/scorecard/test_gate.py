@@ -28,7 +28,15 @@ def run(tmp_path: Path) -> Run:
 
 @pytest.fixture()
 def card(run: Run):
-    return build_scorecard(run, n_resamples=2000)
+    # the synthetic run has 4 questions: below the scorecard's minimum for an interval, so the
+    # rules are exercised on the plain percentile interval computed down to 2 questions
+    return build_scorecard(run, n_resamples=2000, method="percentile", min_questions=2)
+
+
+def test_rows_without_an_interval_are_inconclusive(run: Run) -> None:
+    card = build_scorecard(run, n_resamples=2000)  # the default: no interval under 8 questions
+    for name, margin in (("max_grade_drop", 5.0), ("max_grade_drop", 0.0), ("min_win_rate", 0.0)):
+        assert _outcome(card, name, margin) == "inconclusive"
 
 
 def _outcome(card, name: str, margin: float) -> str:
@@ -77,7 +85,7 @@ def test_judge_criteria_need_a_judge_that_sees(run: Run) -> None:
     # a flat judge's self-test rows: it failed, so the judge's criteria cannot pass or fail
     append_jsonl(run.probes_path, [_row(i, "truncated", detected=False, lower=False, judge="judge-model")
                                    for i in range(12)])
-    card = build_scorecard(run, n_resamples=500)
+    card = build_scorecard(run, n_resamples=500, method="percentile", min_questions=2)
     assert card.sections[0].quality.status == "unknown" and card.self_test.status == "failed"
     report = evaluate_gate(card, {"max_grade_drop": 5.0, "min_win_rate": 0.0, "max_kl": 1.0,
                                   "min_judge_sensitivity": 0.8})
@@ -99,7 +107,9 @@ def _main(*args: str) -> int:
     return int(info.value.code)
 
 
-def test_exit_codes_and_files(run: Run, capsys) -> None:
+def test_exit_codes_and_files(tmp_path: Path, capsys) -> None:
+    # 12 questions (the synthetic run three times): `judge gate` uses the scorecard's default intervals
+    run = write_synthetic_run(tmp_path / "run", control=False, copies=3)
     root = str(run.root)
     assert _main("gate", root, "--max-grade-drop", "2", "--max-kl", "0.5") == 0
     assert _main("gate", root, "--max-grade-drop", "0.3", "--max-kl", "0.5") == 1

@@ -32,9 +32,15 @@ def run(tmp_path: Path) -> Run:
     return write_synthetic_run(tmp_path / "run")
 
 
+# The synthetic run has 4 questions, fewer than the scorecard's minimum for an interval; these tests
+# work its intervals out by hand, so they ask for plain percentile intervals from 2 questions on.
+# The default policy (expanded intervals from 8 questions on) is tested at the end of the file.
+HAND = {"method": "percentile", "min_questions": 2}
+
+
 @pytest.fixture()
 def card(run: Run):
-    return build_scorecard(run, seed=0, n_resamples=N_RESAMPLES)
+    return build_scorecard(run, seed=0, n_resamples=N_RESAMPLES, **HAND)
 
 
 def _row(section, label: str):
@@ -80,9 +86,9 @@ def test_grade_ci_is_the_cluster_bootstrap_over_questions(card) -> None:
 
 
 def test_seeded_and_reproducible(run: Run) -> None:
-    a = build_scorecard(run, seed=7, n_resamples=500)
-    b = build_scorecard(run, seed=7, n_resamples=500)
-    c = build_scorecard(run, seed=8, n_resamples=500)
+    a = build_scorecard(run, seed=7, n_resamples=500, **HAND)
+    b = build_scorecard(run, seed=7, n_resamples=500, **HAND)
+    c = build_scorecard(run, seed=8, n_resamples=500, **HAND)
     strip = {"created"}
     assert a.model_dump(exclude=strip) == b.model_dump(exclude=strip)
     assert a.sections[0].grades[0].delta != c.sections[0].grades[0].delta
@@ -112,7 +118,13 @@ def test_flips_by_hand(card) -> None:
     assert (f.n, f.n_dropped) == (5, 1)
     assert (f.correct_to_incorrect, f.incorrect_to_correct, f.both_correct, f.both_incorrect) == (1, 1, 2, 1)
     assert f.flip_percent == pytest.approx(40.0)
-    assert f.mcnemar_p == pytest.approx(sps.binomtest(1, 2, 0.5).pvalue)  # = 1
+    # per question c->i minus i->c: q2 (T->T, T->F) = 1, q3 (F->T, F->F) = -1, q4 (T->T) = 0:
+    # S = 0, so p = 1; the item-level test (b = c = 1) says the same
+    assert f.n_clusters == 3 and f.mcnemar_p == 1.0
+    assert f.mcnemar_items_p == pytest.approx(sps.binomtest(1, 2, 0.5).pvalue)  # = 1
+    # accuracy 3/5 on both sides: delta 0; by question (2 items, 2 items, 1 item) the resampled
+    # delta is (sum of drawn question deltas) / (drawn items) with question deltas -1, +1, 0
+    assert f.accuracy_delta.estimate == pytest.approx(0.0) and f.accuracy_delta.n_clusters == 3
 
 
 # --------------------------------------------------------------------------- divergence, correlation
@@ -178,6 +190,23 @@ def test_token_quantiles_from_per_token_arrays(run: Run, monkeypatch) -> None:
     assert o.kl_se == pytest.approx(kl.std(ddof=1) / math.sqrt(len(kl)))
     assert card.sections[0].kl_histogram.unit == "token"
     assert sum(card.sections[0].kl_histogram.counts) == 120
+
+
+def test_quantiles_of_the_bound_when_kl_is_estimated(run: Run, monkeypatch) -> None:
+    arrays = _fake_arrays(list(DIVERGENCE))
+    arrays.kl_bound = arrays.kl * np.linspace(0.2, 1.0, len(arrays.kl))  # below kl everywhere
+    monkeypatch.setattr("judge.scorecard.data.load_token_arrays",
+                        lambda _run, role: lookup_from_arrays(arrays) if role == "compressed" else None)
+    card = build_scorecard(run, n_resamples=200)
+    o = card.sections[0].divergence[0]
+    assert o.quantiles_of == "kl lower bound"
+    assert o.kl_mean == pytest.approx(arrays.kl.mean())  # the mean is the estimate's
+    assert o.kl_median == pytest.approx(np.percentile(arrays.kl_bound, 50))
+    assert o.kl_p99 == pytest.approx(np.percentile(arrays.kl_bound, 99))
+    assert o.kl_max == pytest.approx(arrays.kl_bound.max()) and o.kl_max < arrays.kl.max()
+    hist = card.sections[0].kl_histogram
+    assert hist.of == "kl lower bound" and hist.unit == "token" and sum(hist.counts) == 120
+    assert hist.edges[-1] >= arrays.kl_bound.max()
 
 
 def test_real_token_arrays_file(run: Run) -> None:
@@ -371,14 +400,131 @@ def test_kl_method_names_how_kl_was_computed(run: Run, monkeypatch, kind, expect
     import judge.diverge
     from judge.scorecard.divergence import kl_method
 
+    tail = kind == "top-k + tail estimate"
     summary = SimpleNamespace(kl_kind=kind, top_k=None if kind == "exact" else 64,
-                              cache=SimpleNamespace(tail_samples=16),
-                              overall=SimpleNamespace(kl_bound_mean=0.22072))
+                              cache=SimpleNamespace(tail_samples=16, format_version=3),
+                              overall=SimpleNamespace(kl_bound_mean=0.22072,
+                                                      quantiles_of="kl lower bound" if tail else "kl"))
     monkeypatch.setattr(judge.diverge, "load_summary", lambda r, role: summary)
-    assert kl_method(load_run(run), "compressed").startswith(expected)
+    text = kl_method(load_run(run), "compressed")
+    assert text.startswith(expected)
+    assert text.endswith("quantiles, maximum and histogram are of the lower bound") == tail
+    # a cache of format 2 drew its tail samples with shared offsets: said, with the way out
+    summary.cache.format_version = 2
+    old = kl_method(load_run(run), "compressed")
+    assert ("noise is correlated across answers: delete it to redraw" in old) == tail
 
 
 def test_kl_method_is_none_without_a_summary(run: Run) -> None:
     from judge.scorecard.divergence import kl_method
 
     assert kl_method(load_run(run), "compressed") is None  # the synthetic run has no summary.json
+
+
+# --------------------------------------------------------------------------- default intervals
+
+
+def test_default_policy_gives_no_interval_below_8_questions(run: Run) -> None:
+    card = build_scorecard(run, n_resamples=200)
+    sec = card.sections[0]
+    note = " questions < 8: no interval (from so few questions a 95% bootstrap interval covers"
+    # 4 questions graded, 3 with an ok game (question 4's failed), 3 reference-graded
+    for ci, n in [(sec.grades[0].delta, 4), (sec.head_to_head.win_rate, 3),
+                  (sec.vs_control.grade_delta, 4), (sec.flips.accuracy_delta, 3),
+                  (sec.divergence[0].kl_mean_ci, 4), (sec.divergence[0].same_top1_ci, 4)]:
+        assert math.isnan(ci.low) and math.isnan(ci.high) and ci.note.startswith(f"{n}{note}"), ci
+    assert sec.grades[0].delta.estimate == pytest.approx(-9 / 7)  # the estimate stays
+    assert sec.kl_grade_spearman.note.startswith(f"4{note}")
+    assert "too few questions for an interval" in sec.verdict.text
+
+
+def test_default_intervals_with_enough_questions(tmp_path: Path) -> None:
+    """12 questions (the synthetic run three times): overall and turn rows get the expanded
+    interval, each equal to judge.stats on the same items; categories below 8 questions get none."""
+    from judge.stats import bootstrap_ratio_ci
+
+    run = write_synthetic_run(tmp_path / "run", copies=3)
+    card = build_scorecard(run, seed=3, n_resamples=1000)
+    sec = card.sections[0]
+    keys = sorted((k for k in GRADES["baseline"] if k in GRADES["compressed"]),
+                  key=lambda k: (int(k[0]), k[1]))
+    keys = [(str(int(q) + 4 * c), t) for c in range(3) for q, t in keys]
+    keys.sort(key=lambda k: (int(k[0]), k[1]))
+    orig = {k: (str((int(k[0]) - 1) % 4 + 1), k[1]) for k in keys}
+    direct = paired_bootstrap_mean_delta(
+        [GRADES["baseline"][orig[k]] for k in keys], [GRADES["compressed"][orig[k]] for k in keys],
+        groups=[k[0] for k in keys], n_resamples=1000, seed=3, method="expanded")
+    overall = sec.grades[0].delta
+    assert overall == direct and overall.method == "expanded" and overall.n_clusters == 12
+    assert overall.estimate == pytest.approx(-9 / 7) and overall.low < overall.high < 0
+    rows = {r.label: r.delta for r in sec.grades}
+    assert rows["turn 1"].n_clusters == 12 and not math.isnan(rows["turn 1"].low)
+    # math has 6 questions, writing and coding 3: no interval, and the row says why
+    assert math.isnan(rows["math"].low) and rows["math"].note.startswith("6 questions < 8")
+    assert math.isnan(rows["writing"].low) and rows["writing"].note.startswith("3 questions < 8")
+    # mean KL and same top-1: question-level bootstrap of the token-weighted means
+    div = sec.divergence[0]
+    # the rows in the scorecard's order: sorted by (question id as a string, turn)
+    items = [(k, v) for (k, _), v in sorted(((str(int(q) + 4 * c), t), v) for c in range(3)
+                                            for (q, t), v in DIVERGENCE.items())]
+    n = np.array([v[0] for _, v in items], dtype=float)
+    kl_ci = bootstrap_ratio_ci(n * np.array([v[1] for _, v in items]), n, [q for q, _ in items],
+                               n_resamples=1000, seed=3, method="expanded", min_clusters=8)
+    assert div.kl_mean_ci == kl_ci and div.kl_mean_ci.estimate == pytest.approx(22.6 / 120)
+    assert div.same_top1_ci.estimate == pytest.approx(103 / 120)
+    assert div.kl_mean_ci.low < div.kl_mean_ci.estimate < div.kl_mean_ci.high
+    # flips by question: each copy's q2 gives +1, q3 -1 -> S = 0, p = 1
+    assert sec.flips.n_clusters == 9 and sec.flips.mcnemar_p == 1.0
+
+
+# --------------------------------------------------------------------------- one judge per scorecard
+
+
+def test_several_judges_are_refused_without_judge_model(tmp_path: Path) -> None:
+    run = write_synthetic_run(tmp_path / "run", control=False)
+    other = write_synthetic_run(tmp_path / "other", control=False, judge="judge-two")
+    # a rerun with another judge whose grades are all 1: pooled, the means would move
+    rows = [r.model_copy(update={"score": 1.0}) if r.status == "ok" else r
+            for r in read_jsonl(other.single_path, SingleJudgment)]
+    append_jsonl(run.single_path, rows)
+    with pytest.raises(RunFolderError, match=r"2 judge models \(judge-model, judge-two\); pass "
+                                             r"--judge-model NAME"):
+        build_scorecard(run)
+    with pytest.raises(RunFolderError, match="no judgments by judge model 'nobody'"):
+        build_scorecard(run, judge_model="nobody")
+    one = build_scorecard(run, judge_model="judge-model", n_resamples=100)
+    overall = one.sections[0].grades[0]
+    assert overall.n == 7 and overall.baseline_mean == pytest.approx(50 / 7)  # judge two left out
+    assert overall.delta.estimate == pytest.approx(-9 / 7)
+    assert one.sections[0].head_to_head.n == 6  # the pairwise rows are judge-model's
+    assert one.provenance.judges == ["judge-model"] and one.provenance.judge_model == "judge-model"
+    assert one.provenance.other_judges == ["judge-two"] and one.provenance.n_other_judge == 17
+    assert one.verdict.startswith("Judge: judge-model. Left out: 17 judgments by judge-two")
+    two = build_scorecard(run, judge_model="judge-two", n_resamples=100)
+    assert two.sections[0].grades[0].baseline_mean == 1.0 and two.sections[0].head_to_head is None
+    assert two.n_superseded == 1  # judge two's own retried (4,1); judge one's rows are not "superseded"
+
+
+def test_single_judge_is_named(run: Run) -> None:
+    card = build_scorecard(run, n_resamples=100)
+    assert card.provenance.judge_model == "judge-model" and card.provenance.other_judges == []
+    assert card.verdict.startswith("Judge: judge-model.\n")
+
+
+def test_cli_report_judge_model(tmp_path: Path, capsys) -> None:
+    from judge.cli import main
+
+    run = write_synthetic_run(tmp_path / "run", control=False)
+    append_jsonl(run.single_path, read_jsonl(
+        write_synthetic_run(tmp_path / "other", control=False, judge="judge-two").single_path,
+        SingleJudgment))
+    with pytest.raises(SystemExit) as exc:
+        main(["report", str(run.root), "--no-show"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--judge-model" in err and "judge-two" in err
+    main(["report", str(run.root), "--no-show", "--judge-model", "judge-two", "--resamples", "50"])
+    card = json.loads((run.root / "scorecard.json").read_text())
+    assert card["provenance"]["judge_model"] == "judge-two"
+    main(["review", str(run.root), "--judge-model", "judge-model", "--limit", "1"])
+    assert "#1" in capsys.readouterr().out
