@@ -32,16 +32,21 @@ from typing import Any
 
 
 def one_at_a_time(model: Any, device: Any, tok: Any, stops: list[int], questions: list,
-                  max_new_tokens: int) -> tuple[int, float]:
-    """Each question, each turn, one unbatched HF generate. Returns (tokens, seconds)."""
+                  max_new_tokens: int, limit_s: float | None = None) -> tuple[int, float, int]:
+    """Each question, each turn, one unbatched HF generate (the FastChat way).
+
+    Returns (tokens, seconds, questions done): with ``limit_s``, no question is started once that
+    many seconds have passed (the caller then compares on the questions done)."""
     import torch
 
     from judge.generate.chat import conversation, decode, prompt_ids
 
-    tokens = 0
+    tokens = done = 0
     t0 = time.perf_counter()
     with torch.inference_mode():
         for q in questions:
+            if limit_s is not None and time.perf_counter() - t0 > limit_s:
+                break
             answers: list[str] = []
             for _ in q.turns:
                 ids = prompt_ids(tok, conversation(q.turns, answers))
@@ -50,7 +55,25 @@ def one_at_a_time(model: Any, device: Any, tok: Any, stops: list[int], questions
                 new = out[0, len(ids):].tolist()
                 tokens += len(new)
                 answers.append(decode(tok, new))
-    return tokens, time.perf_counter() - t0
+            done += 1
+    return tokens, time.perf_counter() - t0, done
+
+
+def fastchat_style(model_dir: str, questions: list, max_new_tokens: int, *, device: str = "cpu",
+                   dtype: Any = "auto", limit_s: float | None = None) -> tuple[int, float, int]:
+    """`one_at_a_time` on a model loaded here on ``device`` after an untimed 4-token warm-up
+    (CUDA initialises its kernels on first use); used by bench/gpu_check.py."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from judge.generate.chat import stop_token_ids
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
+    stops = stop_token_ids(tok, model_dir)
+    one_at_a_time(model, device, tok, stops, questions[:1], 4)
+    result = one_at_a_time(model, device, tok, stops, questions, max_new_tokens, limit_s)
+    del model
+    return result
 
 
 def batched(engine: Any, tok: Any, model_info: Any, questions: list, max_new_tokens: int
@@ -117,7 +140,7 @@ def main() -> None:
         j_old = batched(engine, tok, info, qs, args.max_new_tokens)
         cold = AutoModelForCausalLM.from_pretrained(info.path, dtype="auto").eval()  # on the CPU
         cold_dtype = str(next(cold.parameters()).dtype).removeprefix("torch.")
-        f_old = one_at_a_time(cold, "cpu", tok, stops, qs, args.max_new_tokens)
+        f_old = one_at_a_time(cold, "cpu", tok, stops, qs, args.max_new_tokens)[:2]
         del cold
         old = (j_old, f_old, cold_dtype)
 
@@ -133,7 +156,7 @@ def main() -> None:
             if name == "judge":
                 runs.append(batched(engine, tok, info, qs, args.max_new_tokens))
             else:
-                runs.append(one_at_a_time(model, device, tok, stops, qs, args.max_new_tokens))
+                runs.append(one_at_a_time(model, device, tok, stops, qs, args.max_new_tokens)[:2])
         (jt, js), (ft, fs) = judge_runs[-1], hf_runs[-1]
         print(f"round {r + 1}: judge {jt} tokens in {js:.1f} s = {rate(jt, js):.1f} tok/s; "
               f"one-at-a-time {ft} tokens in {fs:.1f} s = {rate(ft, fs):.1f} tok/s")

@@ -132,11 +132,11 @@ def make_config(file_values: dict, overrides: dict) -> RunConfig:
 
 def control_engine_options(cfg: RunConfig) -> EngineOptions:
     """What differs for the control re-run of the baseline."""
-    from judge.generate import vllm_available
+    from judge.generate import auto_engine
 
     base = cfg.engine_for(cfg.baseline)
     if cfg.control == "engine":
-        used = base.engine if base.engine != "auto" else ("vllm" if vllm_available() else "hf")
+        used = base.engine if base.engine != "auto" else auto_engine()[0]
         return base.model_copy(update={"engine": "hf" if used == "vllm" else "vllm"})
     # "batch": same engine, one question per batch instead of all together
     return base.model_copy(update={"chunk_size": 1, "batch_size": 1})
@@ -150,7 +150,7 @@ def no_judge(spec: str) -> bool:
 def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
     """Run every stage of a comparison; returns the run folder (and the gate's report)."""
     from judge.generate import generate
-    from judge.grade import endpoint_for, parse_judge_spec
+    from judge.grade import endpoint_for, parse_judge_spec, require_local_judge_runtime
     from judge.models import resolve_model
     from judge.questions import load_questions
 
@@ -161,6 +161,8 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
         spec = parse_judge_spec(cfg.judge.spec, cfg.judge.base_url)
         if spec.kind != "local":
             endpoint_for(spec)  # a bad spec or a missing key fails now, not after hours of generation
+        else:
+            require_local_judge_runtime()  # likewise a local judge where vLLM is missing
     run = Run(resolve_run_dir(cfg.run or default_run_name(cfg)))
     info, questions = load_questions(cfg.questions, cfg.references)
     say(f"run folder: {run.root}")

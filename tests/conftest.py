@@ -58,3 +58,49 @@ def two_questions(tmp_path: Path) -> Path:
         encoding="utf-8",
     )
     return p
+
+
+# --------------------------------------------------------------------------- the opt-in `gpu` marker
+# Tests marked `gpu` run where CUDA is available and are skipped elsewhere. JUDGE_GPU_TESTS_ON_CPU=1
+# runs them on the CPU instead (the GPU check's dry run: their logic is tried here before GPU
+# minutes are spent on it). JUDGE_GPU_TEST_MODEL names the checkpoint they load (the GPU check
+# passes its stand-in); by default the embedded smollm2-135m.
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def pytest_collection_modifyitems(config, items):
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if not gpu_items or os.environ.get("JUDGE_GPU_TESTS_ON_CPU") == "1" or _cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (opt-in marker `gpu`; "
+                                   "JUDGE_GPU_TESTS_ON_CPU=1 runs it on the CPU)")
+    for item in gpu_items:
+        item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def accel_device() -> str:
+    """Where a `gpu` test computes: cuda, or cpu under JUDGE_GPU_TESTS_ON_CPU=1."""
+    return "cuda" if _cuda_available() else "cpu"
+
+
+@pytest.fixture(scope="session")
+def gpu_model_path() -> str:
+    """The checkpoint the `gpu` tests load: $JUDGE_GPU_TEST_MODEL, else the embedded baseline."""
+    path = os.environ.get("JUDGE_GPU_TEST_MODEL")
+    if path:
+        return path
+    from judge.errors import JudgeError
+    from judge.models.registry import resolve_model
+
+    try:
+        return resolve_model("smollm2-135m").path
+    except JudgeError as err:
+        pytest.skip(f"no model for the gpu tests: set JUDGE_GPU_TEST_MODEL ({err})")

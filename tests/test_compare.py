@@ -81,3 +81,27 @@ def test_control_changes_only_what_should_not_matter():
     cfg = cfg.model_copy(update={"control": "batch"})
     ctl = control_engine_options(cfg)
     assert ctl.engine == "vllm" and ctl.chunk_size == 1 and ctl.batch_size == 1
+
+
+def test_control_engine_follows_what_auto_runs(monkeypatch):
+    import judge.generate
+
+    cfg = make_config({}, {"baseline": "b", "compressed": ["c"], "control": "engine"})
+    monkeypatch.setattr(judge.generate, "auto_engine", lambda: ("hf", "no vLLM"))
+    assert control_engine_options(cfg).engine == "vllm"
+    monkeypatch.setattr(judge.generate, "auto_engine", lambda: ("vllm", "installed"))
+    assert control_engine_options(cfg).engine == "hf"
+
+
+def test_local_judge_without_vllm_fails_before_any_work(tmp_path, monkeypatch):
+    """Where vLLM is missing (a GPU machine with transformers alone) a local: judge cannot be
+    served: compare says so at once instead of after generation and divergence."""
+    import judge.generate
+    from judge.compare import compare
+    from judge.errors import JudgeSpecError
+
+    monkeypatch.setattr(judge.generate, "vllm_available", lambda: False)
+    cfg = make_config({}, {"baseline": "b", "compressed": ["c"], "run": str(tmp_path / "run")})
+    with pytest.raises(JudgeSpecError, match="local: judge is served by vLLM"):
+        compare(cfg, progress=False, say=lambda *_: None)
+    assert not (tmp_path / "run").exists()

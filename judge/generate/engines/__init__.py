@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from judge.config import EngineOptions
 from judge.errors import EngineError
-from judge.generate.engines.base import (Completion, Engine, FinishReason, configure_vllm_cpu_env,
-                                         cpu_has_native_bf16, cuda_available, resolve_dtype,
-                                         vllm_available)
+from judge.generate.engines.base import (Completion, Engine, FinishReason, auto_engine,
+                                         configure_vllm_cpu_env, cpu_has_native_bf16, cuda_available,
+                                         resolve_dtype, vllm_available, vllm_build)
 
 __all__ = [
-    "Completion", "Engine", "FinishReason", "configure_vllm_cpu_env", "cpu_has_native_bf16",
-    "cuda_available", "make_engine", "resolve_dtype", "vllm_available", "vllm_refuses",
+    "Completion", "Engine", "FinishReason", "auto_engine", "configure_vllm_cpu_env",
+    "cpu_has_native_bf16", "cuda_available", "make_engine", "resolve_dtype", "vllm_available",
+    "vllm_build", "vllm_refuses",
 ]
 
 
@@ -43,11 +44,11 @@ def vllm_refuses(model_dir: str) -> str | None:
 
 
 def make_engine(model_dir: str, options: EngineOptions, *, seed: int = 0) -> Engine:
-    """Build the engine named by ``options.engine`` (``auto``: vLLM when it imports and serves the
-    checkpoint's format here, else hf, saying why in one terminal line)."""
+    """Build the engine named by ``options.engine`` (``auto``: see `auto_engine`; where vLLM runs
+    but cannot serve the checkpoint's format here, hf, saying why in one terminal line)."""
     choice = options.engine
     if choice == "auto":
-        choice = "vllm" if vllm_available() else "hf"
+        choice = auto_engine()[0]
         why = vllm_refuses(model_dir) if choice == "vllm" else None
         if why is not None:
             from judge.logs import terminal

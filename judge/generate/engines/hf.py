@@ -61,6 +61,7 @@ class HFEngine:
         self._options = options
         self._tok = AutoTokenizer.from_pretrained(model_dir)
         self._model, self._device = load_hf_model(model_dir, options)
+        self.device = str(self._device)
         self._stop = stop_token_ids(self._tok, model_dir)
         pad = self._tok.pad_token_id
         self._pad = int(pad) if pad is not None else (self._stop[0] if self._stop else 0)

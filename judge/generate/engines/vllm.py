@@ -22,6 +22,7 @@ class VLLMEngine:
 
         self.version = getattr(vllm, "__version__", "unknown")
         on_gpu = cuda_available()
+        self.device = "cuda" if on_gpu else "cpu"
         eager = options.enforce_eager if options.enforce_eager is not None else not on_gpu
         kwargs: dict[str, object] = {
             "model": model_dir, "tokenizer": model_dir,
