@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from judge.errors import ConfigError
 from judge.service.db import Index
 from judge.service.jobs import Runner
 from judge.service.security import allowed_hosts_for, check_bind, check_request, server_token
@@ -102,9 +103,12 @@ def create_app(outputs: Path, *, token: str, slots: int = 1, bind: str = "127.0.
 def serve(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT, outputs: Path,
           token_file: Path | None = None, slots: int = 1, say=print) -> None:
     """Check the bind, make or read the token, and run the service until interrupted."""
-    import uvicorn
-
     check_bind(host, token_file)
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError:
+        raise ConfigError("judge serve needs fastapi and uvicorn: pip install 'judge[serve]'") from None
     token = server_token(outputs, token_file)
     app = create_app(outputs, token=token, slots=slots, bind=host)
     shown = f"[{host}]" if ":" in host else host
