@@ -203,6 +203,11 @@ def audit_imports(modules: dict[str, object] | None = None) -> dict[str, list[st
             groups["worktree"].append(name)
             continue
         dists = {normalize(d) for d in owners.get(name, [])}
+        if not dists and installed:  # an extension registered under a bare name (scipy's
+            # _csparsetools, Cython's _cyutility): owned by the package folder it sits in
+            site = next(i for i, part in enumerate(where.parts) if part in ("site-packages", "dist-packages"))
+            top = where.parts[site + 1] if len(where.parts) > site + 1 else name
+            dists = {normalize(d) for d in owners.get(top.split(".")[0], [])}
         if PROJECT in dists or name.startswith("__editable__"):  # the editable install's finder
             groups["worktree"].append(name)
         elif not dists:

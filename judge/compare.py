@@ -206,6 +206,7 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
                 f"over {o.n_tokens} tokens")
 
     # 3. judge --------------------------------------------------------------------------------
+    judge_model = None  # no judge: the scorecard takes no judge's grades
     if no_judge(cfg.judge.spec):
         say("judge: none (--judge none): no grades, no games; the scorecard has the behaviour axis")
     else:
@@ -218,6 +219,7 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
                             max_retries=j.max_retries, timeout_s=j.timeout_s, progress=progress,
                             probes=j.probes)
         say(summary.short())
+        judge_model = summary.judge_model
 
     # 4. report -------------------------------------------------------------------------------
     from judge.report import print_scorecard, write_reports
@@ -225,7 +227,7 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
 
     card, flagged = build_report(run, seed=cfg.report.seed, n_resamples=cfg.report.n_resamples,
                                  min_sensitivity=cfg.report.min_sensitivity,
-                                 judge_model=summary.judge_model)  # this comparison's judge
+                                 judge_model=judge_model)  # this comparison's judge
     write_reports(run, card, flagged)
     print_scorecard(card, categories=False)  # per-category rows: scorecard.md, report.html
     say(f"wrote scorecard.md, report.html and flagged.jsonl in {run.root} (engine logs: logs/)")

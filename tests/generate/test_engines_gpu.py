@@ -99,9 +99,10 @@ def test_device_map_auto_places_the_model(gpu_model_path, accel_device, record_p
     model, device = load_hf_model(gpu_model_path, EngineOptions(device_map="auto"))
     said(record_property, f"transformers device_map=auto, first weight on {device}")
     placed = getattr(model, "hf_device_map", None)
-    assert placed, "accelerate did not record a device map"
     assert device.type == accel_device
-    if accel_device == "cuda":  # one GPU: every module on it
+    if accel_device == "cuda":  # one GPU: every module on it (on a CPU-only machine transformers
+        # keeps everything on the CPU and may record no map at all)
+        assert placed, "accelerate did not record a device map"
         assert {torch.device(v if not isinstance(v, int) else f"cuda:{v}").type
                 for v in placed.values()} == {"cuda"}
     ids = torch.tensor([prompts(gpu_model_path)[0]], device=device)

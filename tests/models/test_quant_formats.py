@@ -78,9 +78,17 @@ def test_compressed_tensors_checkpoint_is_rtn_of_the_baseline(name, base_weights
     absmax = np.abs(groups).max(axis=-1)  # (out, in / g)
     hand_scale = absmax / ((2 ** bits - 1) / 2)  # compressed-tensors: max|w| / (range / 2)
     np.testing.assert_allclose(scale.reshape(hand_scale.shape), hand_scale, rtol=2 ** -7)
-    deq = (q.reshape(groups.shape) * scale.reshape(*hand_scale.shape, 1))
-    err = np.abs(deq - groups)
-    assert bool((err <= scale.reshape(*hand_scale.shape, 1) * (0.5 + 2 ** -6) + 1e-7).all())
+    # round-to-nearest as compressed-tensors computes it, in the model's dtype: the bf16 weight over
+    # the stored bf16 scale, the quotient rounded to bf16, then to the nearest integer in range
+    sc = scale.reshape(*hand_scale.shape, 1)
+    w16 = torch.from_numpy(groups).to(torch.bfloat16)
+    quotient = w16 / torch.from_numpy(sc).to(torch.bfloat16)  # a bf16 tensor
+    hand_q = torch.clamp(torch.round(quotient.float()), -qmax, qmax - 1).numpy().astype(np.int64)
+    np.testing.assert_array_equal(q.reshape(groups.shape), hand_q)
+    # so the dequantized weight is within half a step plus the bf16 rounding of a quotient <= qmax
+    err = np.abs(q.reshape(groups.shape) * sc - groups)
+    assert bool((err <= sc * (0.5 + qmax * 2 ** -7) + 1e-7).all())
+    assert float(np.median(err / sc)) < 0.3  # most weights land well inside their step
     # the other weights are untouched: embeddings and norms equal the baseline's
     assert torch.equal(t["model.embed_tokens.weight"], base_weights["model.embed_tokens.weight"])
     assert torch.equal(t["model.norm.weight"], base_weights["model.norm.weight"])
