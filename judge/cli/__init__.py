@@ -41,7 +41,11 @@ def _run(argv: list[str] | None) -> None:
 
     set_verbose(False)  # each call starts quiet; --verbose turns the engine logs on
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if code == 130:  # typer turns Ctrl-C (and so SIGTERM) into a returned 130, not an exception
+            raise KeyboardInterrupt
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except JudgeError as err:
         if _state["debug"]:
             raise

@@ -177,6 +177,8 @@ class Runner:
         sdir = service_dir(run_dir)
         sdir.mkdir(parents=True, exist_ok=True)
         (run_dir / "logs").mkdir(exist_ok=True)
+        if not self.index.jobs(row.id):  # a new comparison in a reused run folder: fresh progress
+            progress_path(run_dir).unlink(missing_ok=True)
         config = sdir / "config.json"
         config.write_text(json.dumps({"config": {"compare": row.config}}, indent=1) + "\n",
                           encoding="utf-8")
