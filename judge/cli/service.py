@@ -52,6 +52,10 @@ def submit(
     from judge.compare import load_config_file
 
     values = load_config_file(config)
+    for key in ("questions", "references"):  # a file here: the server reads it by its full path
+        value = values.get(key)
+        if isinstance(value, str) and ("/" in value or value.endswith(".jsonl")) and Path(value).exists():
+            values[key] = str(Path(value).resolve())
     client = _client(server, token_file)
     print(client.submit(values, key_env)["id"])
 
