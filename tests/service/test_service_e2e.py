@@ -100,8 +100,13 @@ def scenario(tmp_path_factory):
             facts.update(ids=ids, first=first, second=second)
             run1, run2 = outputs / f"svc-{first}", outputs / f"svc-{second}"
             single1 = run1 / "judgments" / "single.jsonl"
-            wait_for(lambda: lines(single1) >= 2, 300, "the first job to grade")
-            facts["status_running"] = httpx.get(f"{server.url}/v1/comparisons/{ids[first]}/status").json()
+
+            def grading() -> dict | None:  # the status says grading runs, and judgments are saved
+                st = httpx.get(f"{server.url}/v1/comparisons/{ids[first]}/status").json()
+                g = next((s for s in st["stages"] if s["stage"] == "grade (fake-judge)"), None)
+                return st if g and g["state"] == "running" and g["done"] >= 2 and lines(single1) >= 2 else None
+
+            facts["status_running"] = wait_for(grading, 300, "the first job to grade")
             server.kill9()
             facts["n_before_kill"] = len(judge.requests)
             facts["prompts_done"] = {r.user_prompt for r in read_jsonl(single1, SingleJudgment)}
@@ -149,6 +154,7 @@ def test_kill9_restart_resumes_without_repeating_a_judgment(scenario):
     assert facts["after_restart"] == {facts["first"]: "running", facts["second"]: "queued"}
     assert facts["watch_first"][0] == 0 and "completed" in facts["watch_first"][1]
     assert facts["watch_second"][0] == 0 and "completed" in facts["watch_second"][1]
+    assert facts["prompts_done"]  # judgments finished before the kill
     asked_again = [r for r in facts["later_first"]
                    if any(m.get("content") in facts["prompts_done"] for m in r.get("messages", []))]
     assert asked_again == []
