@@ -120,7 +120,7 @@ def comparison_page(cid: str, request: Request) -> HTMLResponse:
             f"<p><a href=\"/c/{e(row.id)}/review\">review flagged responses</a> · "
             f"<a href=\"/v1/comparisons/{e(row.id)}/scorecard\">scorecard JSON</a> · "
             f"<a href=\"/v1/comparisons/{e(row.id)}/log\">log</a></p>"
-            "<div id=\"report\"></div>")
+            "<p id=\"agreement\" class=\"note\"></p><div id=\"report\"></div>")
     return page(f"judge: comparison {row.id}", body, ("compare.js",), {"cid": row.id})
 
 

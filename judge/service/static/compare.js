@@ -37,8 +37,19 @@
       stagesEl.appendChild(row);
     }
   }
+  async function showAgreement() {
+    const r = await fetch(`/v1/comparisons/${encodeURIComponent(cid)}/scorecard`);
+    if (!r.ok) return;
+    const h = (await r.json()).human_agreement;
+    document.getElementById("agreement").textContent = !h || !h.n_labelled
+      ? "Judge–human agreement: no labelled items yet (review page)."
+      : `Judge–human agreement: ${h.n_agree} of ${h.n_labelled} labelled items ` +
+        `(${Math.round(100 * h.agreement)}%); ${h.confirmed} of ${h.judge_claims} judge-flagged ` +
+        `regressions confirmed.`;
+  }
   function showReport() {
     if (reportEl.firstChild) return;
+    showAgreement();
     const f = el("iframe", "report");
     f.setAttribute("sandbox", "allow-scripts");
     f.src = `/c/${encodeURIComponent(cid)}/report`;
