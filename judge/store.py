@@ -168,13 +168,22 @@ def read_jsonl(path: Path, model: type[T]) -> list[T]:
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Write a whole file so that readers see the old or the new content, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():  # os.replace would fail after the data was written; say it first
+        raise IsADirectoryError(21, "Is a directory", str(path))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     mode = "wb" if isinstance(data, bytes) else "w"
-    with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a signal: leave no temporary file behind
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
 
 
 # --------------------------------------------------------------------------- run folder
