@@ -86,12 +86,15 @@ def load_config_file(path: Path) -> dict:
     try:
         if path.suffix == ".json":
             raw = json.loads(path.read_text(encoding="utf-8"))
-            raw = raw.get("config", {}).get("compare") if isinstance(raw, dict) else None
+            config = raw.get("config") if isinstance(raw, dict) else None
+            raw = config.get("compare") if isinstance(config, dict) else None
             if not isinstance(raw, dict):
                 raise ConfigError("this JSON has no config.compare section; give a run's "
                                   "manifest.json written by judge compare, or a .toml", path=path)
             return raw
         return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"cannot read the config file ({err.strerror})", path=path) from None
     except tomllib.TOMLDecodeError as err:
         # Python 3.11's message carries the position: "... (at line 3, column 1)" or "(at end of document)"
         text = str(err)
@@ -107,13 +110,23 @@ def _entry(value: object) -> object:
     return {"spec": value} if isinstance(value, str) else value
 
 
-def make_config(file_values: dict, overrides: dict) -> RunConfig:
-    """Merge a config file's values with flags (flags win; None means 'not given')."""
+def make_config(file_values: dict, overrides: dict, source: Path | None = None) -> RunConfig:
+    """Merge a config file's values with flags (flags win; None means 'not given').
+
+    The merged values are validated by `RunConfig` alone: a value of the wrong shape anywhere (a
+    string where a table belongs, ``generation = 5``) is kept as the file gave it, so the model
+    refuses it, and the message names the key (and ``source``, when the key came from it).
+    """
     data = dict(file_values)
     for key, value in overrides.items():
         if value is None:
             continue
         if isinstance(value, dict):
+            given = {k: v for k, v in value.items() if v is not None}
+            if not given:
+                continue
+            if data.get(key) is not None and not isinstance(data[key], dict):
+                continue  # the file's value has the wrong shape: let the model say so
             merged = dict(data.get(key) or {})
             merged.update({k: v for k, v in value.items() if v is not None})
             data[key] = merged
@@ -127,7 +140,10 @@ def make_config(file_values: dict, overrides: dict) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(f"invalid run config: {describe_validation_error(err)}") from None
+        first = err.errors()[0].get("loc", ())
+        from_file = source is not None and bool(first) and first[0] in file_values
+        where = f"check the key in {source}" if from_file else "check the flags"
+        raise ConfigError(f"invalid run config: {describe_validation_error(err)} ({where})") from None
 
 
 def control_engine_options(cfg: RunConfig) -> EngineOptions:
