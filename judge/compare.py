@@ -165,23 +165,27 @@ def no_judge(spec: str) -> bool:
 
 def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
     """Run every stage of a comparison; returns the run folder (and the gate's report)."""
-    from judge.generate import generate
-    from judge.grade import endpoint_for, parse_judge_spec, require_local_judge_runtime
+    from judge.generate import check_generation_inputs, generate
+    from judge.grade import (check_timeout, endpoint_for, parse_judge_spec, reach,
+                             require_local_judge_runtime)
     from judge.models import resolve_model
     from judge.questions import load_questions
 
+    endpoint = None
     if no_judge(cfg.judge.spec):
         if cfg.judge.base_url:
             raise ConfigError("--judge none takes no --judge-base-url")
     else:
         spec = parse_judge_spec(cfg.judge.spec, cfg.judge.base_url)
+        check_timeout(cfg.judge.timeout_s)
         if spec.kind != "local":
-            endpoint_for(spec)  # a bad spec or a missing key fails now, not after hours of generation
+            endpoint = endpoint_for(spec)  # a bad spec or a missing key fails now, not after hours
         else:
             require_local_judge_runtime()  # likewise a local judge where vLLM is missing
     run = Run(resolve_run_dir(cfg.run or default_run_name(cfg)))
+    if run.root.exists() and not run.root.is_dir():
+        raise ConfigError("the run folder is a file; give another --run", path=run.root)
     info, questions = load_questions(cfg.questions, cfg.references)
-    say(f"run folder: {run.root}")
     baseline = resolve_model(cfg.baseline.spec)
     models = [resolve_model(e.spec) for e in cfg.compressed]
     if cfg.divergence.enabled:  # a format transformers cannot load here fails now, not after generation
@@ -193,12 +197,22 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
     roles = reuse_roles(run, models, compressed_roles(cfg.compressed))
     candidates: list[tuple[str, ModelInfo, EngineOptions]] = [
         (role, m, cfg.engine_for(e)) for role, m, e in zip(roles, models, cfg.compressed)]
-    run.update_manifest(config={"compare": cfg.model_dump(mode="json")})
-
-    # 1. answers ------------------------------------------------------------------------------
     jobs = [("baseline", baseline, cfg.engine_for(cfg.baseline))] + candidates
     if cfg.control:
         jobs.append(("control", baseline, control_engine_options(cfg)))
+    work = [check_generation_inputs(run, role, model, info, cfg.generation, opts)
+            for role, model, opts in jobs]  # this run's questions, models and config, or refused
+    if endpoint is not None:  # reached with the key, before hours of generation
+        reach(endpoint.base_url, endpoint.api_key, timeout_s=cfg.judge.timeout_s)
+    # every input accepted (a role's answers continue only under the generation config that
+    # made them, recorded per role by `generate`): record the comparison
+    say(f"run folder: {run.root}")
+    recorded = run.load_manifest()
+    if recorded is None or recorded.config.get("compare") != cfg.model_dump(mode="json"):
+        run.update_manifest(config={"compare": cfg.model_dump(mode="json")})
+    del work  # the checks above are what counts; generate skips roles that are complete
+
+    # 1. answers ------------------------------------------------------------------------------
     for role, model, opts in jobs:
         res = generate(run, model, questions, info, role=role, gen=cfg.generation,
                        engine_options=opts, progress=progress)

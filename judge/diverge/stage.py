@@ -78,7 +78,8 @@ def baseline_sequences(run: Run, tokenizer: Any) -> tuple[list[Sequence], list[Q
     if unknown:
         raise RunFolderError(f"answer to question {unknown[0]} is not in the run's question set",
                              path=path)
-    gen = manifest.config.get("generation")
+    recorded = manifest.config.get("generate:baseline")
+    gen = recorded.get("generation") if isinstance(recorded, dict) else manifest.config.get("generation")
     system_prompt = gen.get("system_prompt") if isinstance(gen, dict) else None
     seqs: list[Sequence] = []
     for q in questions:
