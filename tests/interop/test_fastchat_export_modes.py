@@ -117,3 +117,31 @@ def test_merge_refuses_a_broken_existing_file_before_writing_anything(tree: Path
     with pytest.raises(JudgeError, match=r"gpt-4_single.jsonl:6: not valid JSON"):
         export_fastchat(run, tree, mode="merge")
     assert snapshot(tree) == before
+
+
+def test_a_half_finished_import_does_not_block_its_own_retry(tree: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import judge.interop.fastchat_import as fi
+
+    real = fi._write_jsonl
+    calls = {"n": 0}
+
+    def disk_full_on_second_file(path: Path, rows: list) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, rows)
+
+    run = Run(tmp_path / "half")
+    monkeypatch.setattr(fi, "_write_jsonl", disk_full_on_second_file)
+    with pytest.raises(OSError):
+        import_fastchat(tree, "base", "comp", run)
+    assert run.answers_path("baseline").exists()  # half-finished: one file written, then the failure
+    monkeypatch.setattr(fi, "_write_jsonl", real)
+    s = import_fastchat(tree, "base", "comp", run)  # the retry redoes it
+    assert [r.answers for r in s.roles] == [2, 2]
+    assert run.load_manifest().stages["import"].finished is not None
+    with pytest.raises(JudgeError, match="already holds a run"):  # a finished import is kept
+        import_fastchat(tree, "base", "comp", run)
