@@ -178,11 +178,13 @@ def write_atomic(path: Path, data: str | bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:  # a full disk, a signal: leave no temporary file behind
+    except BaseException as err:  # a full disk, a signal: leave no temporary file behind
         try:
             tmp.unlink()
         except OSError:
             pass
+        if isinstance(err, OSError) and err.filename == str(tmp):  # name the file the user knows
+            raise type(err)(err.errno, err.strerror, str(path)) from None
         raise
 
 

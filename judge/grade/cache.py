@@ -60,12 +60,13 @@ class CachedResponse:
 class JudgeCache:
     """A small key -> response store; safe to call from one event loop (or several threads)."""
 
-    def __init__(self, path: Path, *, open_timeout_s: float = OPEN_TIMEOUT_S):
+    def __init__(self, path: Path, *, open_timeout_s: float | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=open_timeout_s,
+            wait_s = OPEN_TIMEOUT_S if open_timeout_s is None else open_timeout_s
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=wait_s,
                                        isolation_level=None)  # autocommit; explicit transactions below
         except sqlite3.Error as err:
             raise self._error(err) from None

@@ -224,9 +224,20 @@ def export_fastchat(run: Run, out: Path, mode: ExportMode = "new") -> ExportSumm
     for judge, rows in pair_out.items():
         planned[f"model_judgment/{safe_name(judge)}_pair.jsonl"] = rows
     texts = _plan_writes(out, planned, mode)  # every check first: a refusal writes nothing
-    for rel, (text, _) in texts.items():
-        write_atomic(out / rel, text)
-        files.append(rel)
+    folders = [out, out / "model_answer", out / "model_judgment"]
+    existed = {d: d.exists() for d in folders}
+    try:
+        for rel, (text, _) in texts.items():
+            write_atomic(out / rel, text)
+            files.append(rel)
+    except BaseException:  # a full disk, a signal: take back the folders this call made empty
+        for d in reversed(folders):
+            if not existed[d]:
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
+        raise
     if mode == "merge":
         kept = len(planned) - len(texts)
         appended = sum(n for _, n in texts.values())
