@@ -238,6 +238,18 @@ class Run:
         d = self.root / "answers"
         return sorted(p.stem for p in d.glob("*.jsonl")) if d.is_dir() else []
 
+    def check_folders(self, *folders: Path) -> None:
+        """Before a stage writes: the run folder and ``folders`` are folders (or absent), and an
+        existing run folder can be written to, so the stage fails before its first write."""
+        for path in (self.root, *folders):
+            if path.exists() and not path.is_dir():
+                raise RunFolderError("is a file where a folder is expected: move it aside",
+                                     path=path)
+        existing = next((p for p in (*reversed(folders), self.root) if p.is_dir()), None)
+        if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+            raise RunFolderError("permission denied: this folder of the run is not writable; make "
+                                 "it writable or choose another --run", path=existing)
+
     # manifest ----------------------------------------------------------------------
     def load_manifest(self) -> RunManifest | None:
         if not self.manifest_path.exists():

@@ -36,7 +36,7 @@ from judge.diverge.cache import (LLAMA_CPP_BYTES_PER_VOCAB, BaselineCache, Seque
                                     payload_bytes_per_token, sequences_sha256)
 from judge.diverge.summary import (CacheInfo, DivergenceSummary, KLKind, grouped_summaries,
                                       summarize, turn_rows)
-from judge.errors import ModelSpecError, RunFolderError, TokenizerMismatchError
+from judge.errors import EngineError, ModelSpecError, RunFolderError, TokenizerMismatchError
 from judge.schemas import Answer, ModelInfo, Question, TurnDivergence
 from judge.store import Run, read_jsonl, write_atomic
 
@@ -169,6 +169,13 @@ def diverge(run: Run, roles: list[str] | None = None, options: DivergeOptions = 
 
     t_start = time.perf_counter()
     targets = _roles(run, roles)
+    if options.device and options.device.startswith("cuda"):
+        from judge.generate import cuda_available
+
+        if not cuda_available():
+            raise EngineError(f"--device {options.device}: no CUDA device is available here; use "
+                              "--device cpu (or leave it out)")
+    run.check_folders(run.divergence_dir, run.logs_dir)
     baseline = run.load_manifest().models["baseline"]  # type: ignore[union-attr]
     base_sha, base_vocab, tokenizer = tokenizer_identity(baseline.path)
     for info in (baseline, *targets.values()):  # refuse before any model is loaded

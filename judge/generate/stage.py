@@ -116,6 +116,7 @@ def check_generation_inputs(run: Run, role: str, model: ModelInfo, info: Questio
     if info.n_questions > len(done):
         check_device(engine_options)
         check_weights(Path(model.path))
+        run.check_folders(run.answers_path(role).parent, run.logs_dir)
         return True
     return False
 
@@ -150,6 +151,7 @@ def generate(
         return GenerateResult(role, path, 0, len(done), 0, 0.0)
     check_device(engine_options)
     check_weights(Path(model.path))
+    run.check_folders(run.answers_path(role).parent, run.logs_dir)
     tokenizer = load_tokenizer(model)  # every input checked before the first write to the run
 
     from judge.logs import engine_output

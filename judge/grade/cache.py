@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -64,6 +65,8 @@ class JudgeCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        sidecars = [p for p in (self.path.with_name(self.path.name + "-wal"),
+                                self.path.with_name(self.path.name + "-shm")) if not p.exists()]
         try:
             wait_s = OPEN_TIMEOUT_S if open_timeout_s is None else open_timeout_s
             self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=wait_s,
@@ -81,6 +84,12 @@ class JudgeCache:
             self._db.execute("ROLLBACK")
         except sqlite3.Error as err:
             self._db.close()
+            for side in sidecars:  # the WAL files this failed open made (a full disk leaves them)
+                try:
+                    if side.stat().st_size == 0 or side.name.endswith("-shm"):
+                        side.unlink()
+                except OSError:
+                    pass
             raise self._error(err) from None
         self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
 
@@ -92,6 +101,19 @@ class JudgeCache:
             return JudgeError("the judge cache is locked by another process (is another `judge "
                               "grade` of this run still running?); wait for it or stop it, then "
                               "rerun", path=self.path)
+        if "disk i/o error" in low:  # SQLite's word for a failed write, a full disk among others
+            try:
+                st = os.statvfs(self.path.parent)
+                if st.f_bavail * st.f_frsize < 1 << 20:
+                    low = "full"
+            except OSError:
+                pass
+            if low != "full":
+                return JudgeError(f"the judge cache could not be written ({text}); check the disk "
+                                  "and rerun", path=self.path)
+        if "full" in low:
+            return JudgeError("no space left on the device for the judge cache: free some space "
+                              "and rerun the same command (finished items are kept)", path=self.path)
         if "readonly" in low or "read-only" in low or "unable to open" in low:
             return JudgeError(f"the judge cache cannot be written ({text}); make the run folder "
                               "writable", path=self.path)

@@ -356,6 +356,8 @@ def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None
         concurrency = LOCAL_CONCURRENCY if spec.kind == "local" else REMOTE_CONCURRENCY
     if timeout_s is None:  # a local server's queue is ours: waiting in it is not a fault
         timeout_s = LOCAL_TIMEOUT_S if spec.kind == "local" else REMOTE_TIMEOUT_S
+    if plan.single or plan.pairs or probe_plan.items:
+        run.check_folders(run.judgments_dir, run.logs_dir)
     if (plan.single or plan.pairs or probe_plan.items) and spec.kind != "local" and http_client is None:
         # one cheap request before the cache, the logs or the manifest are touched: an endpoint
         # that cannot be reached, a rejected key or a web page is one line and changes nothing

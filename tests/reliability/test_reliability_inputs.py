@@ -169,6 +169,11 @@ def apply_setup(kind: str, run: Run, request: pytest.FixtureRequest, tmp: Path,
         path.unlink()
         path.mkdir()
         (path / "keep.txt").write_text("x\n", encoding="utf-8")
+    elif kind == "judgments_is_file":
+        shutil.rmtree(run.judgments_dir)
+        run.judgments_dir.write_text("a file where judge keeps its judgments\n", encoding="utf-8")
+    elif kind == "no_cache":
+        run.judge_cache_path.unlink()
     elif kind == "cache_is_folder":
         run.judge_cache_path.unlink()
         run.judge_cache_path.mkdir()
