@@ -153,6 +153,12 @@ def apply_setup(kind: str, run: Run, request: pytest.FixtureRequest, tmp: Path,
         tiny_checkpoint(tmp / "tiny", config='{"model_type": "llama", "vocab_size": "big"}')
     elif kind == "fastchat_folder":
         fastchat_folder(tmp / "fc")
+    elif kind == "fastchat_questions_only":
+        (tmp / "fc").mkdir()
+        (tmp / "fc" / "question.jsonl").write_text(
+            '{"question_id": 7, "category": "roleplay", "turns": ["Be a pirate."]}\n', encoding="utf-8")
+    elif kind == "fastchat_answer_is_folder":
+        (fastchat_folder(tmp / "fc") / "model_answer" / "baseline.jsonl").mkdir()
     elif kind == "fastchat_broken":
         with open(fastchat_folder(tmp / "fc") / "question.jsonl", "a") as fh:
             fh.write('{"question_id": 2, "category": \n')
