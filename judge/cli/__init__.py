@@ -20,17 +20,20 @@ from judge.errors import JudgeError
 __all__ = ["app", "main"]
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry: run the app, turning JudgeError into one line and exit code 2."""
+    """Console-script entry: run the app; every failure is one line and exit code 2 (130 for
+    Ctrl-C or SIGTERM, 1 for a bug)."""
     import signal
 
     def _terminate(signum: int, frame: object) -> None:  # SIGTERM unwinds like Ctrl-C, so engines
         raise KeyboardInterrupt  # and local judge servers are shut down, not orphaned
 
+    previous_int = signal.getsignal(signal.SIGINT)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         _run(argv)
-    finally:  # called as a function (tests, scripts): leave the caller's handler as it was
+    finally:  # called as a function (tests, scripts): leave the caller's handlers as they were
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _run(argv: list[str] | None) -> None:
@@ -99,6 +102,10 @@ def _run(argv: list[str] | None) -> None:
 
 
 def _interrupted() -> None:
-    print("judge: interrupted, rerun to continue (finished items are saved; rerun the same "
-          "command)", file=sys.stderr)
+    """Ctrl-C or SIGTERM: one line, exit 130 (a second signal while saying so changes nothing)."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    print("judge: interrupted, rerun to continue (finished items are saved)", file=sys.stderr)
     sys.exit(130)
