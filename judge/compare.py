@@ -165,7 +165,7 @@ def no_judge(spec: str) -> bool:
 
 def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
     """Run every stage of a comparison; returns the run folder (and the gate's report)."""
-    from judge.generate import check_generation_inputs, generate
+    from judge.generate import check_generation_inputs, generate, load_tokenizer
     from judge.grade import (check_timeout, endpoint_for, parse_judge_spec, reach,
                              require_local_judge_runtime)
     from judge.models import resolve_model
@@ -200,17 +200,19 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
     jobs = [("baseline", baseline, cfg.engine_for(cfg.baseline))] + candidates
     if cfg.control:
         jobs.append(("control", baseline, control_engine_options(cfg)))
-    work = [check_generation_inputs(run, role, model, info, cfg.generation, opts)
-            for role, model, opts in jobs]  # this run's questions, models and config, or refused
+    # this run's question set, models and generation config, the device and the weights, or refused
+    to_answer = [model for role, model, opts in jobs
+                 if check_generation_inputs(run, role, model, info, cfg.generation, opts)]
     if endpoint is not None:  # reached with the key, before hours of generation
         reach(endpoint.base_url, endpoint.api_key, timeout_s=cfg.judge.timeout_s)
+    for path in dict.fromkeys(m.path for m in to_answer):  # a model without a usable tokenizer
+        load_tokenizer(next(m for m in to_answer if m.path == path))
     # every input accepted (a role's answers continue only under the generation config that
     # made them, recorded per role by `generate`): record the comparison
     say(f"run folder: {run.root}")
     recorded = run.load_manifest()
     if recorded is None or recorded.config.get("compare") != cfg.model_dump(mode="json"):
         run.update_manifest(config={"compare": cfg.model_dump(mode="json")})
-    del work  # the checks above are what counts; generate skips roles that are complete
 
     # 1. answers ------------------------------------------------------------------------------
     for role, model, opts in jobs:
