@@ -118,7 +118,8 @@ class OddServer:
     """An HTTP server on 127.0.0.1 that is not a working OpenAI API, for the endpoint checks.
 
     ``kind``: "html" answers every request with a web page (a proxy's login page, a wrong path),
-    "reject" with 401 to every key, "hang" accepts the connection and never answers.
+    "reject" with 401 to every key, "hang" accepts the connection and never answers, "nothttp"
+    answers with another protocol's banner.
     """
 
     def __init__(self, kind: str):
@@ -152,6 +153,9 @@ class OddServer:
             try:
                 conn.settimeout(2.0)
                 conn.recv(65536)
+                if self.kind == "nothttp":  # another protocol on the port
+                    conn.sendall(b"SSH-2.0-OpenSSH_9.0\r\n")
+                    continue
                 if self.kind == "html":
                     body = b"<!DOCTYPE html><html><body><h1>Sign in</h1></body></html>"
                     head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"

@@ -8,6 +8,7 @@ API) to one `JudgeError` line. The key is never part of a message.
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import json
 import math
@@ -87,7 +88,8 @@ def reach(base_url: str | None, api_key: str, *, timeout_s: float = PROBE_TIMEOU
     except (TimeoutError, socket.timeout):
         raise JudgeEndpointError(f"judge endpoint {where} did not answer GET /models within "
                                  f"{limit:g} s; is the server up? check --judge-base-url") from None
-    except (urllib.error.URLError, OSError, ValueError) as err:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:
+        # nothing listening, TLS to a plain server, a server that speaks no HTTP (BadStatusLine)
         reason = getattr(err, "reason", err)
         text = " ".join(str(reason).split())[:200]
         raise JudgeEndpointError(f"judge endpoint {where} cannot be reached ({text}); is the server "

@@ -321,7 +321,8 @@ def servers():
             elif name == "SLOW_JUDGE_URL":
                 srv = FakeOpenAIServer(latency_s=0.4)
             else:
-                srv = OddServer({"HTML_URL": "html", "REJECT_URL": "reject", "HANG_URL": "hang"}[name])
+                srv = OddServer({"HTML_URL": "html", "REJECT_URL": "reject", "HANG_URL": "hang",
+                                 "NOT_HTTP_URL": "nothttp"}[name])
             if hasattr(srv, "__enter__") and not isinstance(srv, OddServer):
                 srv.__enter__()
             started[name] = srv
@@ -407,7 +408,8 @@ def test_bad_input_gives_one_line_and_exit_2(case: dict, tmp_path: Path, monkeyp
             a = a.replace(k, v)
         if "{DEAD_URL}" in a:
             a = a.replace("{DEAD_URL}", dead_url())
-        for name in ("JUDGE_URL", "SLOW_JUDGE_URL", "HTML_URL", "REJECT_URL", "HANG_URL"):
+        for name in ("JUDGE_URL", "SLOW_JUDGE_URL", "HTML_URL", "REJECT_URL", "HANG_URL",
+                     "NOT_HTTP_URL"):
             if "{" + name + "}" in a:
                 a = a.replace("{" + name + "}", request.getfixturevalue("servers")(name))
         args.append(a)
