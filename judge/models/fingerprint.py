@@ -91,10 +91,17 @@ def fingerprint(path: Path) -> ModelFingerprint:
 
 
 def check_weights(folder: Path) -> None:
-    """Every ``.safetensors`` file of a checkpoint folder is whole (see `check_safetensors`);
-    called where a model is about to be loaded, before anything is written."""
-    for p in sorted(Path(folder).glob("*.safetensors")):
-        check_safetensors(p)
+    """No weight file of a checkpoint folder is empty, and every ``.safetensors`` file is whole
+    (see `check_safetensors`); called where a model is about to be loaded, before anything is
+    written."""
+    for p in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else []:
+        if not p.is_file() or p.suffix not in _WEIGHT_SUFFIXES:
+            continue
+        if p.stat().st_size == 0:
+            raise ModelSpecError("an empty weight file (0 bytes): copy or download the checkpoint "
+                                 "again", path=p)
+        if p.suffix == ".safetensors":
+            check_safetensors(p)
 
 
 def check_safetensors(path: Path) -> None:
