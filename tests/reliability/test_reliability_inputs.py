@@ -336,7 +336,8 @@ def servers():
             srv.__exit__(None, None, None)  # type: ignore[attr-defined]
 
 
-def run_subprocess(case: dict, args: list[str], tmp: Path, run: Run) -> tuple[int, str]:
+def run_subprocess(case: dict, args: list[str], tmp: Path, run: Run, single_bytes: int = 0
+                   ) -> tuple[int, str]:
     """`python -m judge ARGS` in ``tmp``: plain, without CAP_DAC_OVERRIDE, or interrupted."""
     env = cli_env(JUDGE_OUTPUTS=str(tmp / "outputs"), PYTHONPATH=f"{ROOT}:{ROOT / 'tests'}")
     for name in case.get("unset_env", []):
@@ -356,16 +357,13 @@ def run_subprocess(case: dict, args: list[str], tmp: Path, run: Run) -> tuple[in
                             text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:  # until judgments are being written
-        if run.single_path.is_file() and run.single_path.stat().st_size > BASE_SINGLE_BYTES[0]:
+        if run.single_path.is_file() and run.single_path.stat().st_size > single_bytes:
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the grading finished before it could be interrupted"
     proc.send_signal(getattr(signal, f"SIG{case['interrupt']}"))
     _, err = proc.communicate(timeout=60)
     return proc.returncode, err
-
-
-BASE_SINGLE_BYTES = [0]  # the size of the existing run's judgments file, set per case
 
 
 CLASSES = ("interrupt", "os", "corrupt", "config", "refused", "endpoint", "export", "noop")
@@ -415,12 +413,12 @@ def test_bad_input_gives_one_line_and_exit_2(case: dict, tmp_path: Path, monkeyp
         args.append(a)
     expected_code = 130 if "interrupt" in case else case.get("code", 2)
     interrupted = expected_code == 130
-    BASE_SINGLE_BYTES[0] = run.single_path.stat().st_size if run.single_path.is_file() else 0
+    single_bytes = run.single_path.stat().st_size if run.single_path.is_file() else 0
     before = snapshot(run.root) if os.access(run.root, os.R_OK) else {}
     before_user = user_files(tmp_path)
 
     if case.get("via") or "interrupt" in case:
-        code, err = run_subprocess(case, args, tmp_path, run)
+        code, err = run_subprocess(case, args, tmp_path, run, single_bytes)
     else:
         with pytest.raises(SystemExit) as exc:
             main(args)
