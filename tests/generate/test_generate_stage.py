@@ -130,7 +130,7 @@ def _fastchat_read(answer_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ["hf", "vllm"])
+@pytest.mark.parametrize("engine", ["hf"])  # vLLM: tests/generate/test_quiet_terminal_e2e.py
 def test_end_to_end_real_model(engine, tmp_path, two_questions, base_model):
     from judge.generate.stage import generate
 
