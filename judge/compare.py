@@ -86,12 +86,15 @@ def load_config_file(path: Path) -> dict:
     try:
         if path.suffix == ".json":
             raw = json.loads(path.read_text(encoding="utf-8"))
-            raw = raw.get("config", {}).get("compare") if isinstance(raw, dict) else None
+            config = raw.get("config") if isinstance(raw, dict) else None
+            raw = config.get("compare") if isinstance(config, dict) else None
             if not isinstance(raw, dict):
                 raise ConfigError("this JSON has no config.compare section; give a run's "
                                   "manifest.json written by judge compare, or a .toml", path=path)
             return raw
         return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"cannot read the config file ({err.strerror})", path=path) from None
     except tomllib.TOMLDecodeError as err:
         # Python 3.11's message carries the position: "... (at line 3, column 1)" or "(at end of document)"
         text = str(err)
@@ -107,13 +110,23 @@ def _entry(value: object) -> object:
     return {"spec": value} if isinstance(value, str) else value
 
 
-def make_config(file_values: dict, overrides: dict) -> RunConfig:
-    """Merge a config file's values with flags (flags win; None means 'not given')."""
+def make_config(file_values: dict, overrides: dict, source: Path | None = None) -> RunConfig:
+    """Merge a config file's values with flags (flags win; None means 'not given').
+
+    The merged values are validated by `RunConfig` alone: a value of the wrong shape anywhere (a
+    string where a table belongs, ``generation = 5``) is kept as the file gave it, so the model
+    refuses it, and the message names the key (and ``source``, when the key came from it).
+    """
     data = dict(file_values)
     for key, value in overrides.items():
         if value is None:
             continue
         if isinstance(value, dict):
+            given = {k: v for k, v in value.items() if v is not None}
+            if not given:
+                continue
+            if data.get(key) is not None and not isinstance(data[key], dict):
+                continue  # the file's value has the wrong shape: let the model say so
             merged = dict(data.get(key) or {})
             merged.update({k: v for k, v in value.items() if v is not None})
             data[key] = merged
@@ -127,7 +140,10 @@ def make_config(file_values: dict, overrides: dict) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(f"invalid run config: {describe_validation_error(err)}") from None
+        first = err.errors()[0].get("loc", ())
+        from_file = source is not None and bool(first) and first[0] in file_values
+        where = f"check the key in {source}" if from_file else "check the flags"
+        raise ConfigError(f"invalid run config: {describe_validation_error(err)} ({where})") from None
 
 
 def control_engine_options(cfg: RunConfig) -> EngineOptions:
@@ -149,23 +165,27 @@ def no_judge(spec: str) -> bool:
 
 def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
     """Run every stage of a comparison; returns the run folder (and the gate's report)."""
-    from judge.generate import generate
-    from judge.grade import endpoint_for, parse_judge_spec, require_local_judge_runtime
+    from judge.generate import check_generation_inputs, generate, load_tokenizer
+    from judge.grade import (check_timeout, endpoint_for, parse_judge_spec, reach,
+                             require_local_judge_runtime)
     from judge.models import resolve_model
     from judge.questions import load_questions
 
+    endpoint = None
     if no_judge(cfg.judge.spec):
         if cfg.judge.base_url:
             raise ConfigError("--judge none takes no --judge-base-url")
     else:
         spec = parse_judge_spec(cfg.judge.spec, cfg.judge.base_url)
+        check_timeout(cfg.judge.timeout_s)
         if spec.kind != "local":
-            endpoint_for(spec)  # a bad spec or a missing key fails now, not after hours of generation
+            endpoint = endpoint_for(spec)  # a bad spec or a missing key fails now, not after hours
         else:
             require_local_judge_runtime()  # likewise a local judge where vLLM is missing
     run = Run(resolve_run_dir(cfg.run or default_run_name(cfg)))
+    if run.root.exists() and not run.root.is_dir():
+        raise ConfigError("the run folder is a file; give another --run", path=run.root)
     info, questions = load_questions(cfg.questions, cfg.references)
-    say(f"run folder: {run.root}")
     baseline = resolve_model(cfg.baseline.spec)
     models = [resolve_model(e.spec) for e in cfg.compressed]
     if cfg.divergence.enabled:  # a format transformers cannot load here fails now, not after generation
@@ -177,12 +197,24 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
     roles = reuse_roles(run, models, compressed_roles(cfg.compressed))
     candidates: list[tuple[str, ModelInfo, EngineOptions]] = [
         (role, m, cfg.engine_for(e)) for role, m, e in zip(roles, models, cfg.compressed)]
-    run.update_manifest(config={"compare": cfg.model_dump(mode="json")})
-
-    # 1. answers ------------------------------------------------------------------------------
     jobs = [("baseline", baseline, cfg.engine_for(cfg.baseline))] + candidates
     if cfg.control:
         jobs.append(("control", baseline, control_engine_options(cfg)))
+    # this run's question set, models and generation config, the device and the weights, or refused
+    to_answer = [model for role, model, opts in jobs
+                 if check_generation_inputs(run, role, model, info, cfg.generation, opts)]
+    if endpoint is not None:  # reached with the key, before hours of generation
+        reach(endpoint.base_url, endpoint.api_key, timeout_s=cfg.judge.timeout_s)
+    for path in dict.fromkeys(m.path for m in to_answer):  # a model without a usable tokenizer
+        load_tokenizer(next(m for m in to_answer if m.path == path))
+    # every input accepted (a role's answers continue only under the generation config that
+    # made them, recorded per role by `generate`): record the comparison
+    say(f"run folder: {run.root}")
+    recorded = run.load_manifest()
+    if recorded is None or recorded.config.get("compare") != cfg.model_dump(mode="json"):
+        run.update_manifest(config={"compare": cfg.model_dump(mode="json")})
+
+    # 1. answers ------------------------------------------------------------------------------
     for role, model, opts in jobs:
         res = generate(run, model, questions, info, role=role, gen=cfg.generation,
                        engine_options=opts, progress=progress)

@@ -27,8 +27,9 @@ class EngineOptions(Record):
     """Options passed through to the generation engine (GPU users set most of these)."""
 
     engine: EngineName = "auto"
-    dtype: str = "auto"  # "auto" | "bfloat16" | "float16" | "float32"
-    device: str | None = None  # hf: "cpu", "cuda", "cuda:1"; default: cuda when available
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    # hf: "cpu", "cuda", "cuda:1"; default: cuda when available
+    device: str | None = Field(default=None, pattern=r"^(cpu|cuda(:[0-9]{1,2})?|mps|xpu(:[0-9]{1,2})?)$")
     device_map: str | None = None  # hf: "auto" to spread a large model over several GPUs
     tensor_parallel_size: int = Field(default=1, ge=1)  # vllm
     max_model_len: int | None = Field(default=None, ge=16)  # vllm
@@ -74,7 +75,7 @@ class JudgeConfig(Record):
     probes: int = Field(default=24, ge=0, le=1000)  # the judge's self-test; 0 turns it off
     concurrency: int | None = Field(default=None, ge=1, le=256)  # None: 8; 16 for a local judge
     max_retries: int = Field(default=4, ge=0, le=20)
-    timeout_s: float = Field(default=120.0, gt=0)
+    timeout_s: float = Field(default=120.0, gt=0, allow_inf_nan=False)
 
 
 class DivergenceConfig(Record):

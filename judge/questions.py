@@ -98,6 +98,7 @@ def _parse_questions(path: Path) -> list[Question]:
 
 def _merge_references(questions: list[Question], ref_path: Path) -> list[Question]:
     by_id: dict[str, list[str]] = {}
+    line_of: dict[str, int] = {}
     try:
         rows = list(iter_jsonl_raw(ref_path))
     except InputFileError as err:
@@ -109,12 +110,17 @@ def _merge_references(questions: list[Question], ref_path: Path) -> list[Questio
             raise QuestionSetError(f"invalid reference answer: {describe_validation_error(err)}",
                                    path=ref_path, line=lineno) from None
         by_id[ans.key] = ans.turns
+        line_of[ans.key] = lineno
     out = []
     for q in questions:
         ref = by_id.get(q.key)
         if ref is not None and q.reference is None:
             ref = (ref + [""] * len(q.turns))[: len(q.turns)]
-            q = q.model_copy(update={"reference": ref})
+            try:  # validated like an inline reference (a lone surrogate is refused here)
+                q = Question.model_validate({**q.model_dump(), "reference": ref})
+            except ValidationError as err:
+                raise QuestionSetError(f"invalid reference answer: {describe_validation_error(err)}",
+                                       path=ref_path, line=line_of[q.key]) from None
         out.append(q)
     return out
 

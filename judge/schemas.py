@@ -58,6 +58,22 @@ class Question(FastChatRow):
                 raise ValueError(f"turn {i + 1} is empty")
         return turns
 
+    @model_validator(mode="after")
+    def _encodable(self) -> "Question":
+        """Every text must be valid Unicode: a lone surrogate (``"\\ud800"`` in JSON) would pass
+        here and crash a tokenizer after the model has loaded."""
+        texts = [("question_id", str(self.question_id)), ("category", self.category),
+                 *((f"turns.{i + 1}", t) for i, t in enumerate(self.turns)),
+                 *((f"reference.{i + 1}", t) for i, t in enumerate(self.reference or [])),
+                 *((f"rationale.{i + 1}", t) for i, t in enumerate(self.rationale or []))]
+        for where, text in texts:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise ValueError(f"{where} holds a lone surrogate (\\u{ord(text[err.start]):04x}) "
+                                 "at character " f"{err.start}; fix the text") from None
+        return self
+
     @property
     def key(self) -> str:
         """The id as a string: run folders key everything by it."""

@@ -168,13 +168,24 @@ def read_jsonl(path: Path, model: type[T]) -> list[T]:
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Write a whole file so that readers see the old or the new content, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():  # os.replace would fail after the data was written; say it first
+        raise IsADirectoryError(21, "Is a directory", str(path))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     mode = "wb" if isinstance(data, bytes) else "w"
-    with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:  # a full disk, a signal: leave no temporary file behind
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        if isinstance(err, OSError) and err.filename == str(tmp):  # name the file the user knows
+            raise type(err)(err.errno, err.strerror, str(path)) from None
+        raise
 
 
 # --------------------------------------------------------------------------- run folder
@@ -226,6 +237,18 @@ class Run:
     def answer_roles(self) -> list[str]:
         d = self.root / "answers"
         return sorted(p.stem for p in d.glob("*.jsonl")) if d.is_dir() else []
+
+    def check_folders(self, *folders: Path) -> None:
+        """Before a stage writes: the run folder and ``folders`` are folders (or absent), and an
+        existing run folder can be written to, so the stage fails before its first write."""
+        for path in (self.root, *folders):
+            if path.exists() and not path.is_dir():
+                raise RunFolderError("is a file where a folder is expected: move it aside",
+                                     path=path)
+        existing = next((p for p in (*reversed(folders), self.root) if p.is_dir()), None)
+        if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+            raise RunFolderError("permission denied: this folder of the run is not writable; make "
+                                 "it writable or choose another --run", path=existing)
 
     # manifest ----------------------------------------------------------------------
     def load_manifest(self) -> RunManifest | None:

@@ -112,3 +112,65 @@ def torn_lines(path: Path) -> list[str]:
 def has_torn_tail(path: Path) -> bool:
     data = path.read_bytes()
     return bool(data) and not data.endswith(b"\n")
+
+
+class OddServer:
+    """An HTTP server on 127.0.0.1 that is not a working OpenAI API, for the endpoint checks.
+
+    ``kind``: "html" answers every request with a web page (a proxy's login page, a wrong path),
+    "reject" with 401 to every key, "hang" accepts the connection and never answers, "nothttp"
+    answers with another protocol's banner.
+    """
+
+    def __init__(self, kind: str):
+        import socket
+        import threading
+
+        self.kind = kind
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self.port = self._sock.getsockname()[1]
+        self._open: list[socket.socket] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _serve(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            if self.kind == "hang":
+                self._open.append(conn)  # keep it open, say nothing
+                continue
+            try:
+                conn.settimeout(2.0)
+                conn.recv(65536)
+                if self.kind == "nothttp":  # another protocol on the port
+                    conn.sendall(b"SSH-2.0-OpenSSH_9.0\r\n")
+                    continue
+                if self.kind == "html":
+                    body = b"<!DOCTYPE html><html><body><h1>Sign in</h1></body></html>"
+                    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+                else:
+                    body = json.dumps({"error": {"message": "Incorrect API key provided",
+                                                 "type": "invalid_request_error"}}).encode()
+                    head = b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
+                conn.sendall(head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def close(self) -> None:
+        self._stop = True
+        self._sock.close()
+        for conn in self._open:
+            conn.close()

@@ -95,3 +95,34 @@ def test_run_name_and_path(monkeypatch, tmp_path):
     monkeypatch.setenv("JUDGE_OUTPUTS", str(tmp_path))
     assert resolve_run_dir("demo-1") == tmp_path / "demo-1"
     assert str(resolve_run_dir("some/where")) == "some/where"
+
+
+def test_write_atomic_leaves_no_temp_file_and_the_old_content_when_the_write_fails(tmp_path, monkeypatch):
+    import errno
+
+    target = tmp_path / "manifest.json"
+    target.write_text("old\n", encoding="utf-8")
+
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    try:
+        write_atomic(target, "new\n")
+    except OSError as err:
+        assert err.errno == errno.ENOSPC
+    else:
+        raise AssertionError("the failing write did not raise")
+    assert target.read_text(encoding="utf-8") == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]  # no .tmp left
+
+
+def test_write_atomic_names_the_target_not_its_temp_file(tmp_path):
+    (tmp_path / "out.json").mkdir()  # a folder where the file goes
+    try:
+        write_atomic(tmp_path / "out.json", "x")
+    except IsADirectoryError as err:
+        assert err.filename == str(tmp_path / "out.json")
+    else:
+        raise AssertionError("writing over a folder did not raise")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]

@@ -89,7 +89,7 @@ def compare(
                 "tensor_parallel_size": tensor_parallel_size, "max_model_len": max_model_len},
         divergence=divergence,
     )
-    cfg = make_config(file_values, overrides)
+    cfg = make_config(file_values, overrides, config)
     result = run_compare(cfg, progress=progress)
     if result.gate is not None and result.gate.exit_code:
         import sys

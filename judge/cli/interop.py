@@ -55,12 +55,22 @@ def import_fastchat_cmd(
 def export_fastchat_cmd(
     run: Annotated[str, typer.Argument(help="Run folder: a name under outputs/ or a path.")],
     out_dir: Annotated[Path, typer.Argument(help="Folder to write FastChat's data/mt_bench layout into.")],
+    merge: Annotated[bool, typer.Option("--merge", help="The folder already holds FastChat files: "
+                     "keep every row and append this run's missing rows (a rerun adds nothing).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the files this export writes "
+                     "(other files in the folder are left alone).")] = False,
 ) -> None:
-    """Write a run's questions, answers and judgments in FastChat's layout."""
+    """Write a run's questions, answers and judgments in FastChat's layout. An existing FastChat
+    folder is refused unless --merge or --force is given."""
+    from judge.errors import ConfigError
     from judge.interop import export_fastchat
     from judge.store import Run, resolve_run_dir
 
-    s = export_fastchat(Run(resolve_run_dir(run)), out_dir)
+    if merge and force:
+        raise ConfigError("--merge and --force exclude each other: merge keeps existing rows, "
+                          "force replaces the files")
+    s = export_fastchat(Run(resolve_run_dir(run)), out_dir,
+                        mode="merge" if merge else "force" if force else "new")
     print(f"{s.dir}: {len(s.files)} files; {s.single_rows} single judgments ({s.single_failed} failed, "
           f"score -1), {s.pair_rows} pairwise ({s.pair_failed} failed, winner 'error')")
     for role, name in s.models.items():

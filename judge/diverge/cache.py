@@ -28,10 +28,14 @@ import hashlib
 import json
 import os
 import uuid
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
 from judge.errors import RunFolderError, TokenizerMismatchError
 from judge.schemas import ModelFingerprint, Record
@@ -99,6 +103,20 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     os.replace(tmp, path)
 
 
+@contextmanager
+def open_npz(path: Path, fix: str = "delete it and rerun `judge diverge`") -> Iterator[np.lib.npyio.NpzFile]:
+    """``np.load`` of a stored ``.npz``; a truncated, corrupt or foreign file (caught while it is
+    opened *and* while its arrays are read in the block) is one `RunFolderError` naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            yield z
+    except (zipfile.BadZipFile, ValueError, KeyError, EOFError, IndexError, TypeError,
+            json.JSONDecodeError, UnicodeDecodeError) as err:
+        reason = " ".join(str(err).split())[:120] or type(err).__name__
+        raise RunFolderError(f"corrupt or truncated .npz file ({type(err).__name__}: {reason}); "
+                             f"{fix}", path=path) from None
+
+
 def _meta(z: np.lib.npyio.NpzFile) -> dict:
     return json.loads(str(z["meta"][()]))
 
@@ -154,12 +172,25 @@ class BaselineCache:
     def header(self) -> CacheHeader | None:
         if not self.header_path.is_file():
             return None
-        raw = json.loads(self.header_path.read_text(encoding="utf-8"))
+        try:
+            raw = json.loads(self.header_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise RunFolderError(f"baseline cache header is not valid JSON ({type(err).__name__}); "
+                                 "delete the cache folder to rebuild it", path=self.header_path) from None
+        if not isinstance(raw, dict):
+            raise RunFolderError("baseline cache header is not a JSON object; delete the cache "
+                                 "folder to rebuild it", path=self.header_path)
         if raw.get("format_version") not in READABLE_CACHE_VERSIONS:
             raise RunFolderError(f"baseline cache format {raw.get('format_version')!r} is not a "
                                  f"supported one {READABLE_CACHE_VERSIONS}; delete the folder to "
                                  "rebuild it", path=self.root)
-        return CacheHeader.model_validate(raw)
+        try:
+            return CacheHeader.model_validate(raw)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "header"
+            raise RunFolderError(f"baseline cache header is invalid ({where}: {first.get('msg')}); "
+                                 "delete the cache folder to rebuild it", path=self.header_path) from None
 
     def check_header(self, *, tokenizer_sha256: str, vocab_sha256: str,
                      baseline_fingerprint: ModelFingerprint | None) -> CacheHeader | None:
@@ -191,7 +222,7 @@ class BaselineCache:
         """(question key, turn) -> (shard name, sequence sha256), reading only the small arrays."""
         out: dict[tuple[str, int], tuple[str, str]] = {}
         for path in self.shard_paths():
-            with np.load(path, allow_pickle=False) as z:
+            with open_npz(path) as z:
                 for key, turn, sha in zip(z["keys"].tolist(), z["turns"].tolist(),
                                           z["seq_sha"].tolist()):
                     out[(key, int(turn))] = (path.name, sha)
@@ -252,7 +283,7 @@ class BaselineCache:
         return path
 
     def read_shard(self, path: Path) -> Shard:
-        with np.load(path, allow_pickle=False) as z:
+        with open_npz(path) as z:
             seq_off = z["seq_offsets"]
             seq_ids = z["seq_ids"].astype(np.int64)
             seqs = [Sequence(key=k, turn=int(t), category=c,
@@ -276,7 +307,7 @@ class BaselineCache:
         """Mean over cached positions of the baseline's probability outside the top K."""
         total, n = 0.0, 0
         for path in self.shard_paths():
-            with np.load(path, allow_pickle=False) as z:
+            with open_npz(path) as z:
                 tail = np.exp(z["log_tail"].astype(np.float64))  # (N,), 0 for a full cache
             total, n = total + float(tail.sum()), n + len(tail)
         return total / n if n else float("nan")
@@ -390,7 +421,7 @@ class TokenArrays:
         if not path.is_file():
             raise RunFolderError("per-token divergence file not found; run `judge diverge` first",
                                  path=path)
-        with np.load(path, allow_pickle=False) as z:
+        with open_npz(path) as z:
             meta = _meta(z)
             if meta.get("format_version") != TOKENS_FORMAT_VERSION:
                 raise RunFolderError(f"per-token file format {meta.get('format_version')!r} is "

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from judge.errors import EngineError
-from judge.models import detect_format
+from judge.models import check_weights, detect_format
 from judge.schemas import ModelInfo
 
 __all__ = ["INSTALL_HINTS", "check_loadable"]
@@ -39,7 +39,9 @@ def _first_line(err: BaseException) -> str:
 
 
 def check_loadable(model: ModelInfo, *, device_map: str | None = None, dtype: str = "auto") -> None:
-    """Raise `EngineError` (one line) when transformers cannot load ``model`` on this machine."""
+    """Raise `EngineError` (one line) when transformers cannot load ``model`` on this machine
+    (and `ModelSpecError` when a weight file is empty, truncated or no safetensors file)."""
+    check_weights(Path(model.path))
     fmt = detect_format(Path(model.path))
     qc = fmt.quantization_config
     if qc is None:  # plain weights, or a GGUF already dequantized into a checkpoint

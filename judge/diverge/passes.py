@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from judge.diverge.cache import BaselineCache, CacheHeader, Sequence, TokenArrays
+from judge.diverge.cache import BaselineCache, CacheHeader, Sequence, TokenArrays, open_npz
 from judge.errors import RunFolderError, TokenizerMismatchError
 from judge.schemas import ModelInfo
 
@@ -146,7 +146,7 @@ def compressed_pass(cache: BaselineCache, parts_dir: Path, model_info: ModelInfo
 
     todo = []
     for path in cache.shard_paths():
-        with np.load(path, allow_pickle=False) as z:
+        with open_npz(path, "delete the baseline cache folder and rerun `judge diverge`") as z:
             uid, n = json.loads(str(z["meta"][()]))["uid"], len(z["keys"])
         if not _part_is_valid(parts_dir / path.name, uid, signature):
             todo.append((path, n))

@@ -36,7 +36,7 @@ from judge.diverge.cache import (LLAMA_CPP_BYTES_PER_VOCAB, BaselineCache, Seque
                                     payload_bytes_per_token, sequences_sha256)
 from judge.diverge.summary import (CacheInfo, DivergenceSummary, KLKind, grouped_summaries,
                                       summarize, turn_rows)
-from judge.errors import ModelSpecError, RunFolderError, TokenizerMismatchError
+from judge.errors import EngineError, ModelSpecError, RunFolderError, TokenizerMismatchError
 from judge.schemas import Answer, ModelInfo, Question, TurnDivergence
 from judge.store import Run, read_jsonl, write_atomic
 
@@ -78,7 +78,8 @@ def baseline_sequences(run: Run, tokenizer: Any) -> tuple[list[Sequence], list[Q
     if unknown:
         raise RunFolderError(f"answer to question {unknown[0]} is not in the run's question set",
                              path=path)
-    gen = manifest.config.get("generation")
+    recorded = manifest.config.get("generate:baseline")
+    gen = recorded.get("generation") if isinstance(recorded, dict) else manifest.config.get("generation")
     system_prompt = gen.get("system_prompt") if isinstance(gen, dict) else None
     seqs: list[Sequence] = []
     for q in questions:
@@ -168,6 +169,13 @@ def diverge(run: Run, roles: list[str] | None = None, options: DivergeOptions = 
 
     t_start = time.perf_counter()
     targets = _roles(run, roles)
+    if options.device and options.device.startswith("cuda"):
+        from judge.generate import cuda_available
+
+        if not cuda_available():
+            raise EngineError(f"--device {options.device}: no CUDA device is available here; use "
+                              "--device cpu (or leave it out)")
+    run.check_folders(run.divergence_dir, run.logs_dir)
     baseline = run.load_manifest().models["baseline"]  # type: ignore[union-attr]
     base_sha, base_vocab, tokenizer = tokenizer_identity(baseline.path)
     for info in (baseline, *targets.values()):  # refuse before any model is loaded

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from judge.config import EngineOptions, GenerationConfig
-from judge.errors import ModelSpecError, RunFolderError
+from judge.errors import EngineError, ModelSpecError, RunFolderError
 from judge.generate.chat import conversation, decode, prompt_ids
 from judge.generate.engines import Engine
+from judge.models import check_weights
 from judge.schemas import ROLE_RE, Answer, AnswerChoice, ModelInfo, Question, QuestionSetInfo
 from judge.store import Run, append_jsonl, package_versions, read_jsonl
 
@@ -56,6 +57,70 @@ def check_run_model(run: Run, role: str, model: ModelInfo) -> None:
             f"{model.spec!r}; use another --run or --role", path=run.manifest_path)
 
 
+def check_run_generation(run: Run, role: str, gen: GenerationConfig, has_answers: bool) -> None:
+    """A role's answers come from one generation config: refuse to continue them with another."""
+    if not has_answers:
+        return
+    manifest = run.load_manifest()
+    recorded = manifest.config.get(f"generate:{role}") if manifest else None
+    old = recorded.get("generation") if isinstance(recorded, dict) else None
+    if not isinstance(old, dict):
+        return
+    new = gen.model_dump()
+    changed = [k for k in new if k in old and old[k] != new[k]]
+    if changed:
+        k = changed[0]
+        raise RunFolderError(
+            f"role {role!r} of this run was generated with {k}={old[k]!r}, not {new[k]!r}; give "
+            "the same options to continue it, or use another --run or --role", path=run.manifest_path)
+
+
+def check_device(options: EngineOptions) -> None:
+    """A CUDA device asked for where there is none is refused before anything is written."""
+    if options.device and options.device.startswith("cuda"):
+        from judge.generate.engines.base import cuda_available
+
+        if not cuda_available():
+            raise EngineError(f"--device {options.device}: no CUDA device is available here; use "
+                              "--device cpu (or leave it out)")
+
+
+def load_tokenizer(model: ModelInfo) -> Any:
+    """The model's tokenizer, or one line saying why not (library output kept off the terminal)."""
+    import tempfile
+
+    from judge.logs import engine_output
+
+    with tempfile.TemporaryDirectory(prefix="judge-tokenizer-") as scratch:
+        with engine_output(Path(scratch), "tokenizer"):
+            from transformers import AutoTokenizer
+
+            try:
+                return AutoTokenizer.from_pretrained(model.path)
+            except Exception as err:  # noqa: BLE001 - tokenizers raises plain Exception too
+                # no tokenizer files, or files transformers cannot read
+                raise ModelSpecError(f"cannot load a tokenizer from {model.path}: "
+                                     f"{' '.join(str(err).split())[:300]}") from None
+
+
+def check_generation_inputs(run: Run, role: str, model: ModelInfo, info: QuestionSetInfo,
+                            gen: GenerationConfig, engine_options: EngineOptions) -> bool:
+    """Every check `generate` makes before it writes (no model loaded): the role, the run's
+    question set, model and generation config, the device. Returns whether work is left."""
+    if not ROLE_RE.match(role):
+        raise RunFolderError(f"invalid role {role!r}: use baseline, control, compressed or compressed-NAME")
+    check_run_questions(run, info)
+    check_run_model(run, role, model)
+    done = finished_ids(run.answers_path(role))
+    check_run_generation(run, role, gen, bool(done))
+    if info.n_questions > len(done):
+        check_device(engine_options)
+        check_weights(Path(model.path))
+        run.check_folders(run.answers_path(role).parent, run.logs_dir)
+        return True
+    return False
+
+
 def finished_ids(path: Path) -> set[str]:
     if not path.exists():
         return set()
@@ -81,26 +146,33 @@ def generate(
     path = run.answers_path(role)
     done = finished_ids(path)
     todo = [q for q in questions if q.key not in done]
-    run.update_manifest(questions=info, models={role: model}, versions=package_versions(),
-                        seed=gen.seed,
-                        config={"generation": gen.model_dump(), "engine": engine_options.model_dump()})
-    if not todo:
+    check_run_generation(run, role, gen, bool(done))
+    if not todo:  # a no-op rerun changes nothing, not even the recorded config
         return GenerateResult(role, path, 0, len(done), 0, 0.0)
+    check_device(engine_options)
+    check_weights(Path(model.path))
+    run.check_folders(run.answers_path(role).parent, run.logs_dir)
+    tokenizer = load_tokenizer(model)  # every input checked before the first write to the run
 
     from judge.logs import engine_output
 
     with engine_output(run.logs_dir, f"generate-{role}") as log_path:
-        from transformers import AutoTokenizer
-
         from judge.generate.engines import make_engine
 
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(model.path)
-        except (OSError, ValueError) as err:  # no tokenizer files, or files transformers cannot read
-            raise ModelSpecError(f"cannot load a tokenizer from {model.path}: "
-                                 f"{' '.join(str(err).split())[:300]}") from None
         engine = make_engine(model.path, engine_options, seed=gen.seed)
         try:
+            # the engine is up: record what produces this role's answers (kept as first recorded
+            # when the role is continued; check_run_generation refused a different generation)
+            manifest = run.load_manifest()
+            key = f"generate:{role}"
+            recorded = manifest.config.get(key) if manifest else None
+            config: dict[str, object] = {}
+            if not (done and isinstance(recorded, dict)):
+                config[key] = {"generation": gen.model_dump(), "engine": engine_options.model_dump()}
+                if role == "baseline":  # the divergence stage reads the baseline's system prompt
+                    config["generation"] = gen.model_dump()
+            run.update_manifest(questions=info, models={role: model}, versions=package_versions(),
+                                seed=gen.seed, **({"config": config} if config else {}))
             result = generate_with(engine, tokenizer, run, model, todo, role=role, gen=gen,
                                    chunk_size=engine_options.chunk_size, skipped=len(done),
                                    progress=progress)

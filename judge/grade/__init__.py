@@ -6,11 +6,12 @@ the templates and `verdicts` the parsing of a reply into a validated verdict. Ot
 what is named here.
 """
 
+from judge.grade.preflight import check_timeout, reach
 from judge.grade.server import (JudgeEndpoint, JudgeSpec, endpoint_for, parse_judge_spec,
                                 require_local_judge_runtime)
 from judge.grade.stage import GradeSummary, grade_run, latest_pairwise, latest_single, run_questions
 
 __all__ = [
-    "GradeSummary", "JudgeEndpoint", "JudgeSpec", "endpoint_for", "grade_run", "latest_pairwise",
+    "GradeSummary", "JudgeEndpoint", "check_timeout", "reach", "JudgeSpec", "endpoint_for", "grade_run", "latest_pairwise",
     "latest_single", "parse_judge_spec", "require_local_judge_runtime", "run_questions",
 ]

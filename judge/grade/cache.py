@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from judge.errors import JudgeError
+
+OPEN_TIMEOUT_S = 5.0  # how long opening waits for another process's write lock
+BUSY_TIMEOUT_S = 30.0  # then: how long a write waits for a concurrent reader/writer
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -55,15 +61,64 @@ class CachedResponse:
 class JudgeCache:
     """A small key -> response store; safe to call from one event loop (or several threads)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, open_timeout_s: float | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0,
-                                   isolation_level=None)  # autocommit; explicit transactions below
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
+        sidecars = [p for p in (self.path.with_name(self.path.name + "-wal"),
+                                self.path.with_name(self.path.name + "-shm")) if not p.exists()]
+        try:
+            wait_s = OPEN_TIMEOUT_S if open_timeout_s is None else open_timeout_s
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=wait_s,
+                                       isolation_level=None)  # autocommit; explicit transactions below
+        except sqlite3.Error as err:
+            raise self._error(err) from None
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(_SCHEMA)
+            self._db.execute("SELECT COUNT(*) FROM responses").fetchone()  # reads the table's pages
+            # another process writing to this cache (a second `judge grade` of the same run) holds
+            # the write lock: say so now, before any judgment is sent or written
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error as err:
+            self._db.close()
+            for side in sidecars:  # the WAL files this failed open made (a full disk leaves them)
+                try:
+                    if side.stat().st_size == 0 or side.name.endswith("-shm"):
+                        side.unlink()
+                except OSError:
+                    pass
+            raise self._error(err) from None
+        self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+
+    def _error(self, err: sqlite3.Error) -> JudgeError:
+        """One line for a cache that cannot be used: locked by another process, or corrupt."""
+        text = " ".join(str(err).split())
+        low = text.lower()
+        if "locked" in low or "busy" in low:
+            return JudgeError("the judge cache is locked by another process (is another `judge "
+                              "grade` of this run still running?); wait for it or stop it, then "
+                              "rerun", path=self.path)
+        if "disk i/o error" in low:  # SQLite's word for a failed write, a full disk among others
+            try:
+                st = os.statvfs(self.path.parent)
+                if st.f_bavail * st.f_frsize < 1 << 20:
+                    low = "full"
+            except OSError:
+                pass
+            if low != "full":
+                return JudgeError(f"the judge cache could not be written ({text}); check the disk "
+                                  "and rerun", path=self.path)
+        if "full" in low:
+            return JudgeError("no space left on the device for the judge cache: free some space "
+                              "and rerun the same command (finished items are kept)", path=self.path)
+        if "readonly" in low or "read-only" in low or "unable to open" in low:
+            return JudgeError(f"the judge cache cannot be written ({text}); make the run folder "
+                              "writable", path=self.path)
+        return JudgeError(f"the judge cache is not a usable SQLite database ({text}); move it aside "
+                          "and rerun (finished judgments are kept in judgments/*.jsonl)", path=self.path)
 
     def get(self, key: str) -> CachedResponse | None:
         with self._lock:

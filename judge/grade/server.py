@@ -64,9 +64,9 @@ def parse_judge_spec(spec: str, base_url: str | None = None) -> JudgeSpec:
                                  "starts its own server; drop one of them")
         return JudgeSpec("local", model)
     if base_url:
-        if not base_url.startswith(("http://", "https://")):
-            raise JudgeSpecError(f"--judge-base-url {base_url!r} must start with http:// or https://")
-        return JudgeSpec("endpoint", text, base_url.rstrip("/"))
+        from judge.grade.preflight import check_base_url
+
+        return JudgeSpec("endpoint", text, check_base_url(base_url))
     return JudgeSpec("openai", text)
 
 
@@ -74,7 +74,12 @@ def endpoint_for(spec: JudgeSpec) -> JudgeEndpoint:
     """The endpoint of a non-local spec, with its key from the environment."""
     if spec.kind == "local":
         raise ValueError("a local judge needs open_judge(), which starts its server")
-    key = os.environ.get("JUDGE_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    variable = "JUDGE_API_KEY" if os.environ.get("JUDGE_API_KEY") else "OPENAI_API_KEY"
+    key = os.environ.get(variable)
+    if key:
+        from judge.grade.preflight import check_api_key
+
+        check_api_key(key, variable)
     if spec.kind == "openai" and not key:
         raise JudgeSpecError(
             f"judge {spec.model!r} is an OpenAI model but OPENAI_API_KEY is not set; export it, or "

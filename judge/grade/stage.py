@@ -330,7 +330,10 @@ def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None
                                     parse_judge_spec)
     from judge.grade.client import OpenAIJudgeClient
 
+    from judge.grade.preflight import check_timeout, reach
+
     spec = parse_judge_spec(judge or DEFAULT_JUDGE, base_url)
+    check_timeout(timeout_s)
     if spec.kind != "local":
         endpoint_for(spec)  # a missing API key fails here, before the run folder is touched
     if spec.kind == "local":
@@ -353,6 +356,20 @@ def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None
         concurrency = LOCAL_CONCURRENCY if spec.kind == "local" else REMOTE_CONCURRENCY
     if timeout_s is None:  # a local server's queue is ours: waiting in it is not a fault
         timeout_s = LOCAL_TIMEOUT_S if spec.kind == "local" else REMOTE_TIMEOUT_S
+    if plan.single or plan.pairs or probe_plan.items:
+        run.check_folders(run.judgments_dir, run.logs_dir)
+    if (plan.single or plan.pairs or probe_plan.items) and spec.kind != "local" and http_client is None:
+        # one cheap request before the cache, the logs or the manifest are touched: an endpoint
+        # that cannot be reached, a rejected key or a web page is one line and changes nothing
+        needed = True
+        if run.judge_cache_path.is_file():
+            with JudgeCache(run.judge_cache_path) as cache:
+                needed = not _all_cached(plan, prompts, cache, model_name, max_tokens=max_tokens,
+                                         max_text_chars=text_cap,
+                                         extra=probe_requests(probe_plan, prompts))
+        if needed:
+            endpoint = endpoint_for(spec)
+            reach(endpoint.base_url, endpoint.api_key, timeout_s=timeout_s)
     if plan.single or plan.pairs or probe_plan.items:
 
         def record_start() -> None:  # only once the endpoint answered: a failed start changes nothing

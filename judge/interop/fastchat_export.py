@@ -11,6 +11,12 @@ One row per key: FastChat's loaders keep the last row per game and ``show_result
 every row, so a run's superseded and duplicate rows are left out. The row exported for a key is
 its last ``ok`` row, else its last row as a failure in FastChat's own convention: ``score`` -1
 for single rows, winner ``"error"`` for a failed pair game.
+
+An existing file is never changed by default: a folder that already holds FastChat files is
+refused before anything is written. ``mode="merge"`` keeps every existing row and appends only the
+rows of the exported models that are not there yet (by question, by model and turn, by judge game),
+so a rerun adds nothing; ``mode="force"`` replaces the files this export writes (and no other).
+Every planned file is checked before the first one is written.
 """
 
 from __future__ import annotations
@@ -19,9 +25,13 @@ import json
 import re
 from pathlib import Path
 
-from judge.errors import JudgeError, RunFolderError
+from typing import Literal
+
+from judge.errors import InputFileError, JudgeError, RunFolderError
 from judge.schemas import Answer, PairJudgment, Record, SingleJudgment
-from judge.store import Run, read_jsonl, write_atomic
+from judge.store import Run, iter_jsonl_raw, read_jsonl, write_atomic
+
+ExportMode = Literal["new", "merge", "force"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -72,10 +82,74 @@ def _lines(objs: list[dict]) -> str:
     return "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objs)
 
 
-def export_fastchat(run: Run, out: Path) -> ExportSummary:
-    """Write the run's questions, answers and judgments under ``out`` in FastChat's layout."""
+def _row_key(rel: str, row: dict) -> tuple:
+    """What makes a row the same row again when merging into an existing file."""
+    qid = str(row.get("question_id"))
+    if rel == "question.jsonl":
+        return (qid,)
+    if rel.startswith("model_answer/"):
+        return (qid, row.get("model_id"))
+    if rel.endswith("_pair.jsonl"):
+        return (qid, row.get("turn"), row.get("model_1"), row.get("model_2"), str(row.get("judge")))
+    return (qid, row.get("turn"), row.get("model"), str(row.get("judge")))
+
+
+def fastchat_files(out: Path) -> list[Path]:
+    """The FastChat files already in ``out``: question.jsonl and model_answer/, model_judgment/ files."""
+    found = [out / "question.jsonl"] if (out / "question.jsonl").exists() else []
+    for sub in ("model_answer", "model_judgment"):
+        if (out / sub).is_dir():
+            found += sorted(p for p in (out / sub).iterdir() if p.suffix == ".jsonl")
+    return found
+
+
+def _plan_writes(out: Path, planned: dict[str, list[dict]], mode: ExportMode) -> dict[str, tuple[str, int]]:
+    """The text of each file to write (and how many rows are new), after every check passed."""
+    if out.exists() and not out.is_dir():
+        raise JudgeError("is a file, not a folder: give a folder for the FastChat layout", path=out)
+    existing = fastchat_files(out)
+    if existing and mode == "new":
+        raise JudgeError(f"the folder already holds FastChat files ({existing[0].relative_to(out)}"
+                         f"{f' and {len(existing) - 1} more' if len(existing) > 1 else ''}); nothing "
+                         "was written: pass --merge to add this run's models to them, --force to "
+                         "replace the files this export writes, or give an empty folder", path=out)
+    texts: dict[str, tuple[str, int]] = {}
+    for rel, rows in planned.items():
+        path = out / rel
+        if path.is_dir():
+            raise JudgeError("is a folder where the export writes a file; move it aside", path=path)
+        if mode != "merge" or not path.exists():
+            texts[rel] = (_lines(rows), len(rows))
+            continue
+        seen: set[tuple] = set()
+        try:
+            for _, obj in iter_jsonl_raw(path):
+                seen.add(_row_key(rel, obj))
+            old = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputFileError("not valid UTF-8; --merge keeps every existing row, so fix or move "
+                                 "the file first", path=path) from None
+        except InputFileError as err:
+            raise InputFileError(f"{err.message}; --merge keeps every existing row, so fix or move "
+                                 "the file first", path=err.path, line=err.line) from None
+        if old and not old.endswith("\n"):
+            raise InputFileError("its last line has no newline (a torn write?); --merge keeps every "
+                                 "existing row, so fix or move the file first", path=path)
+        new = [r for r in rows if _row_key(rel, r) not in seen]
+        if new:
+            texts[rel] = (old + _lines(new), len(new))
+    return texts
+
+
+def export_fastchat(run: Run, out: Path, mode: ExportMode = "new") -> ExportSummary:
+    """Write the run's questions, answers and judgments under ``out`` in FastChat's layout.
+
+    ``mode``: "new" refuses a folder that already holds FastChat files; "merge" appends the
+    exported models' rows that are missing from existing files; "force" replaces the files written.
+    """
     if not run.root.is_dir():
         raise RunFolderError("run folder not found", path=run.root)
+    planned: dict[str, list[dict]] = {}
     manifest = run.load_manifest()
     single = read_jsonl(run.single_path, SingleJudgment) if run.single_path.exists() else []
     pairs = read_jsonl(run.pairwise_path, PairJudgment) if run.pairwise_path.exists() else []
@@ -101,8 +175,7 @@ def export_fastchat(run: Run, out: Path) -> ExportSummary:
         except JudgeError as err:
             notes.append(f"question.jsonl not written: {err}")
         else:
-            write_atomic(out / "question.jsonl", _lines([q.model_dump(exclude_none=True) for q in qs]))
-            files.append("question.jsonl")
+            planned["question.jsonl"] = [q.model_dump(exclude_none=True) for q in qs]
             n_questions = len(qs)
     else:
         notes.append("question.jsonl not written: the run's question file is not available")
@@ -114,8 +187,7 @@ def export_fastchat(run: Run, out: Path) -> ExportSummary:
                  "choices": [c.model_dump() for c in a.choices], "tstamp": a.tstamp}
                 for a in by_q.values()]
         rel = f"model_answer/{names[role]}.jsonl"
-        write_atomic(out / rel, _lines(rows))
-        files.append(rel)
+        planned[rel] = rows
         answers[role] = len(rows)
 
     single_out: dict[str, list[dict]] = {}
@@ -148,13 +220,29 @@ def export_fastchat(run: Run, out: Path) -> ExportSummary:
             "g2_user_prompt": p.g2_user_prompt, "g2_judgment": p.g2_judgment, "turn": p.turn,
             "tstamp": p.tstamp})
     for judge, rows in single_out.items():
-        rel = f"model_judgment/{safe_name(judge)}_single.jsonl"
-        write_atomic(out / rel, _lines(rows))
-        files.append(rel)
+        planned[f"model_judgment/{safe_name(judge)}_single.jsonl"] = rows
     for judge, rows in pair_out.items():
-        rel = f"model_judgment/{safe_name(judge)}_pair.jsonl"
-        write_atomic(out / rel, _lines(rows))
-        files.append(rel)
+        planned[f"model_judgment/{safe_name(judge)}_pair.jsonl"] = rows
+    texts = _plan_writes(out, planned, mode)  # every check first: a refusal writes nothing
+    folders = [out, out / "model_answer", out / "model_judgment"]
+    existed = {d: d.exists() for d in folders}
+    try:
+        for rel, (text, _) in texts.items():
+            write_atomic(out / rel, text)
+            files.append(rel)
+    except BaseException:  # a full disk, a signal: take back the folders this call made empty
+        for d in reversed(folders):
+            if not existed[d]:
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
+        raise
+    if mode == "merge":
+        kept = len(planned) - len(texts)
+        appended = sum(n for _, n in texts.values())
+        notes.append(f"merged: {appended} rows appended to {len(texts)} files, {kept} files "
+                     "already held every row")
     dropped = len(single) + len(pairs) - sum(map(len, single_out.values())) - sum(map(len, pair_out.values()))
     if dropped:
         notes.append(f"{dropped} superseded or duplicate judgment rows left out (one row per key)")

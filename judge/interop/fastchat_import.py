@@ -307,7 +307,9 @@ def import_fastchat(data_dir: Path, baseline: str, compressed: str, run: Run, *,
     """Build a run folder from a FastChat MT-Bench tree (see the module docstring)."""
     if baseline == compressed:
         raise InputFileError(f"--baseline and --compressed are both {baseline!r}; name two models")
-    if run.manifest_path.exists() or run.answer_roles() or run.single_path.exists():
+    retry = _unfinished_import(run)
+    if not retry and (run.manifest_path.exists() or run.answer_roles() or run.single_path.exists()
+                      or run.pairwise_path.exists()):
         raise RunFolderError("run folder already holds a run; choose another --run or remove it",
                              path=run.root)
     if not data_dir.is_dir():
@@ -359,6 +361,17 @@ def import_fastchat(data_dir: Path, baseline: str, compressed: str, run: Run, *,
     n_rows = sum(len(rows) for _, rows in files)
     ignored = n_rows - len(single) - len(pairs)
 
+    # every input accepted: mark the import as started, so that if it stops half-way (Ctrl-C, a
+    # full disk) its own retry may redo it; then the files; the manifest is finished last
+    source = {"source": "fastchat", "data_dir": str(data_dir),
+              "judgment_files": [str(p) for p, _ in files]}
+    run.update_manifest(config={"import": source},
+                        stages={"import": {"started": time.time(), "finished": None}})
+    if retry:  # files of the interrupted attempt that this one does not write again
+        stale = [run.answers_path(r) for r in run.answer_roles() if r not in answers]
+        stale += [p for p, rows in ((run.single_path, single), (run.pairwise_path, pairs)) if not rows]
+        for path in stale:
+            path.unlink(missing_ok=True)
     for role, rows in answers.items():
         _write_jsonl(run.answers_path(role), rows)
     if single:
@@ -380,6 +393,16 @@ def import_fastchat(data_dir: Path, baseline: str, compressed: str, run: Run, *,
         pair_rows=len(pairs), pair_ok=p_counts["ok"], pair_imported_error=p_counts["imported_error"],
         pair_duplicate=p_counts["duplicate"], pair_swapped=p_counts["swapped"], ignored_rows=ignored,
         notes=notes)
+
+
+def _unfinished_import(run: Run) -> bool:
+    """Whether ``run`` holds an import that started and never finished (its retry may redo it)."""
+    if not run.manifest_path.exists():
+        return False
+    manifest = run.load_manifest()
+    stage = manifest.stages.get("import") if manifest else None
+    return bool(manifest and "import" in manifest.config and stage is not None
+                and stage.started is not None and stage.finished is None)
 
 
 def _write_jsonl(path: Path, rows: list) -> None:

@@ -6,6 +6,7 @@ through huggingface_hub's cache; `formats` tells a checkpoint's format from its 
 compressed-tensors checkpoints, GGUF files in llama.cpp quant types). Other stages call only what is named here.
 """
 
+from judge.models.fingerprint import check_weights
 from judge.models.formats import CheckpointFormat, describe_format, detect_format
 from judge.models.registry import (DEFAULT_BASELINE, DEFAULT_COMPRESSED, EMBEDDED, ModelStatus,
                                    build_model, cache_dir, fingerprint, is_built, list_models,
@@ -13,6 +14,6 @@ from judge.models.registry import (DEFAULT_BASELINE, DEFAULT_COMPRESSED, EMBEDDE
 
 __all__ = [
     "DEFAULT_BASELINE", "DEFAULT_COMPRESSED", "EMBEDDED", "CheckpointFormat", "ModelStatus",
-    "build_model", "cache_dir", "describe_format", "detect_format",
+    "build_model", "cache_dir", "check_weights", "describe_format", "detect_format",
     "fingerprint", "is_built", "list_models", "model_dir", "resolve_model", "tokenizer_sha256",
 ]

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from judge.errors import RunFolderError
 from judge.schemas import ISSUE_KINDS, MT_BENCH_CATEGORIES
 from judge.scorecard.data import ItemKey, RunData, correctness, item_sort, load_run, provenance
 from judge.scorecard.schema import (
@@ -428,8 +429,15 @@ def review_items(run: Run, *, question: str | None = None, role: str | None = No
     if run.divergence_dir.is_dir():
         inputs += list(run.divergence_dir.glob("*"))
     newest_input = max((p.stat().st_mtime for p in inputs if p.exists()), default=0.0)
+    if role is not None:
+        _check_role(run, role)
     if question is not None:
         data = load_run(run, judge_model)
+        known = set(data.questions) | {k for by_q in data.answers.values() for k in by_q}
+        if str(question) not in known:
+            raise RunFolderError(f"no question {str(question)!r} in this run (questions: "
+                                 f"{_listing(known)}); pass one of them to --question",
+                                 path=run.root)
         items = question_views(data, str(question), [role] if role else data.compressed_roles)
     elif judge_model is None and path.is_file() and path.stat().st_mtime >= newest_input:
         items = read_jsonl(path, FlaggedItem)
@@ -439,3 +447,25 @@ def review_items(run: Run, *, question: str | None = None, role: str | None = No
     if role is not None:
         items = [it for it in items if it.role == role]
     return items if limit is None else items[:limit]
+
+
+def _listing(names: set[str], most: int = 12) -> str:
+    """Names as a short list: numeric ids in numeric order, at most ``most`` then a count."""
+    ordered = sorted(names, key=lambda q: (0, int(q), "") if q.lstrip("-").isdigit() else (1, 0, q))
+    shown = ", ".join(ordered[:most]) or "none"
+    return shown + (f" and {len(ordered) - most} more" if len(ordered) > most else "")
+
+
+def _check_role(run: Run, role: str) -> None:
+    """`judge review --role` names a role this run has, else one line listing the roles it has."""
+    if not run.root.is_dir():
+        raise RunFolderError("run folder not found; give a run name under outputs/ or a path",
+                             path=run.root)
+    manifest = run.load_manifest()
+    roles = set(run.answer_roles()) | set(manifest.models if manifest else {})
+    if run.divergence_dir.is_dir():
+        roles |= {p.stem for p in run.divergence_dir.glob("*.jsonl")}
+    roles = {r for r in roles if r != "baseline"}
+    if role not in roles:
+        raise RunFolderError(f"no role {role!r} in this run (roles: {_listing(roles)}); pass one "
+                             "of them to --role", path=run.root)

@@ -244,9 +244,12 @@ def load_token_arrays(run: Run, role: str) -> TokenLookup | None:
         from judge.diverge import load_divergence
     except ImportError:
         return None
+    tokens = run.divergence_dir / f"{role}.tokens.npz"
     try:
         _, arrays = load_divergence(run, role)
     except (JudgeError, OSError, ValueError, KeyError) as err:
+        if tokens.is_file() and isinstance(err, JudgeError) and "corrupt" in err.message:
+            raise  # a file that is there but broken is an error to fix, not "no arrays"
         log.info("per-token divergence of %s not loaded: %s", role, err)
         return None
     return lookup_from_arrays(arrays)

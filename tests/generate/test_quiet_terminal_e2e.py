@@ -15,6 +15,9 @@ import pytest
 
 from reliability_support import cli_env, run_cli
 
+from judge.schemas import Answer
+from judge.store import Run, read_jsonl
+
 JUDGE_LINE = re.compile(r"^(generate baseline\b.*\d+/\d+.*|\S+answers/baseline\.jsonl: \d+ answered, .*)$")
 VLLM_LOG_LINE = re.compile(r"\b(INFO|WARNING|DEBUG)\b \d\d-\d\d \d\d:\d\d:\d\d")
 
@@ -37,6 +40,14 @@ def test_generate_with_vllm_prints_no_engine_line(tmp_path: Path, two_questions:
     log = (run / "logs" / "generate-baseline.log").read_text()
     assert len(VLLM_LOG_LINE.findall(log)) >= 10  # vLLM's own log lines, engine core included
     assert "EngineCore" in log
+    # and the answers are vLLM's (the generation stage's vLLM end-to-end check: one engine start
+    # for both; tests/generate/test_generate_stage.py checks the same on the hf engine in-process)
+    answers = read_jsonl(Run(run).answers_path("baseline"), Answer)
+    assert sorted(str(a.question_id) for a in answers) == ["1", "2"]
+    for a in answers:
+        assert len(a.turns) == 2 and all(t.strip() for t in a.turns)
+        assert a.engine == "vllm" and all(1 <= len(ids) <= 9 for ids in a.token_ids)
+        assert set(a.finish_reasons) <= {"stop", "length"}
 
 
 @pytest.mark.slow

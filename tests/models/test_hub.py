@@ -54,7 +54,7 @@ def test_cached_hub_id_resolves_offline_with_revision_and_content_hashes(tmp_pat
     assert not info.embedded and info.format == "unquantized"
     (weights,) = info.fingerprint.weights
     assert weights.name == "model.safetensors" and weights.bytes == 100
-    assert weights.sha256 == hashlib.sha256(b"\0" * 100).hexdigest()
+    assert weights.sha256 == hashlib.sha256((src / "model.safetensors").read_bytes()).hexdigest()
     assert info.fingerprint.vocab_size == 4
     # a local folder's fingerprint has no content hash (hashing GBs is not free), but is otherwise equal
     local = resolve_model(str(src)).fingerprint
@@ -138,7 +138,7 @@ def test_online_download_into_the_hub_cache_then_offline(online_hub, monkeypatch
     assert Path(info.path) == cache / "models--org--tiny" / "snapshots" / COMMIT_B
     fetched = sorted(p.name for p in Path(info.path).iterdir())
     assert fetched == ["config.json", "model.safetensors", "tokenizer.json"]  # no model.bin
-    assert info.fingerprint.weights[0].sha256 == hashlib.sha256(b"\0" * 100).hexdigest()
+    assert info.fingerprint.weights[0].sha256 == hashlib.sha256((src / "model.safetensors").read_bytes()).hexdigest()
     assert (cache / "models--org--tiny" / "refs" / "main").read_text() == COMMIT_B
     assert not any("model.bin" in r for r in hub.requests)
     assert any(r.startswith("GET /org/tiny/resolve/") for r in hub.requests), hub.requests

@@ -38,7 +38,9 @@ TOKENIZER = {
 def make_checkpoint(folder: Path, *, vocab_size: int = 4, tokenizer: dict | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps({"model_type": "llama", "vocab_size": vocab_size}))
-    (folder / "model.safetensors").write_bytes(b"\0" * 100)
+    # a whole safetensors file of 100 bytes holding no tensor: an 8-byte length, then its JSON header
+    header = b'{"__metadata__": {}}'.ljust(92)
+    (folder / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
     (folder / "tokenizer.json").write_text(json.dumps(tokenizer or TOKENIZER))
     return folder
 
