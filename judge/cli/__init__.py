@@ -2,7 +2,8 @@
 
 Heavy modules are imported inside each command so that `judge --help` is instant. A `JudgeError`
 becomes one line on stderr and exit code 2; `--debug` shows the traceback instead. The commands live
-in one module per group (`models`, `stages`, `compare`, `gate`, `interop`), registered on `judge.cli.app.app`.
+in one module per group (`models`, `stages`, `compare`, `gate`, `interop`, `service`), registered
+on `judge.cli.app.app`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from judge.cli import compare as _compare  # noqa: F401 - registers its commands
 from judge.cli import gate as _gate  # noqa: F401
 from judge.cli import interop as _interop  # noqa: F401
 from judge.cli import models as _models  # noqa: F401
+from judge.cli import service as _service  # noqa: F401
 from judge.cli import stages as _stages  # noqa: F401
 from judge.cli.app import _state, app
 from judge.errors import JudgeError

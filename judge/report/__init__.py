@@ -17,6 +17,14 @@ from judge.scorecard import SCORECARD_VERSION, FlaggedItem, Scorecard
 from judge.store import Run, describe_validation_error, read_jsonl, write_atomic
 
 
+def kl_colour(kl_nats: float) -> str | None:
+    """The background colour of a token with this KL (None: below the colouring threshold), as in
+    report.html; the service's review page uses the same scale."""
+    from judge.report.style import kl_hex
+
+    return kl_hex(kl_nats)
+
+
 def report_paths(run: Run) -> dict[str, Path]:
     return {"json": run.root / "scorecard.json", "markdown": run.root / "scorecard.md",
             "html": run.root / "report.html", "flagged": run.root / "flagged.jsonl"}
