@@ -184,12 +184,13 @@ def _read_roots() -> list[str]:
 
 
 def _limit(limits: Limits) -> None:  # runs in the child, between fork and exec
-    def cap(which: int, value: int) -> None:
+    def cap(which: int, value: int, slack: int = 0) -> None:
         soft, hard = resource.getrlimit(which)
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-        resource.setrlimit(which, (value, value))
+        top = value + slack if hard == resource.RLIM_INFINITY else min(value + slack, hard)
+        resource.setrlimit(which, (value, top))
 
-    cap(resource.RLIMIT_CPU, limits.cpu_s)
+    cap(resource.RLIMIT_CPU, limits.cpu_s, slack=1)  # SIGXCPU at the soft limit, SIGKILL 1 s later
     cap(resource.RLIMIT_AS, limits.memory_bytes)
     cap(resource.RLIMIT_FSIZE, limits.file_bytes)
     cap(resource.RLIMIT_CORE, 0)
