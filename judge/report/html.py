@@ -17,7 +17,7 @@ from judge.report import charts
 from judge.report.assets import CSS, JS, script_hash
 from judge.report.style import (KL_LOW_NATS, STATUS_COLOUR, behaviour_line, ci_cell,
                                 divergence_table, diverged_text, few_questions_caption, flips_table,
-                                flips_test, fmt, fmt_ci, grade_label, grade_table, kl_hex, pct,
+                                flips_test, fmt, fmt_ci, judge_accuracy_text, grade_label, grade_table, kl_hex, pct,
                                 quality_line, self_test_rows)
 from judge.scorecard import FlaggedItem, Scorecard, Section, SelfTest
 
@@ -127,8 +127,14 @@ def _tables(sec: Section, control: Section | None) -> str:
             ["n", "wins", "ties", "losses", "strong losses", "inconsistent", "win rate [95% CI]"],
             [[h.n, h.compressed_wins, h.ties, h.baseline_wins, h.strong_losses,
               f"{h.inconsistent} ({pct(h.inconsistency_rate, 0)})", ci_cell(h.win_rate)]])]
+    if sec.checked_flips is not None:
+        out += ["<h3>Checked flips (answers checked by code, no judge)</h3>",
+                _table(*flips_table(sec.checked_flips))]
     if sec.flips:
-        out += ["<h3>Flips (reference-graded items)</h3>", _table(*flips_table(sec.flips))]
+        title = ", judged; the checked flips above decide" if sec.checked_flips else ""
+        out += [f"<h3>Flips (reference-graded items{title})</h3>", _table(*flips_table(sec.flips))]
+    if judge_accuracy_text(sec):
+        out += [f"<p>{escape(judge_accuracy_text(sec) or '')}</p>"]
     if sec.divergence:
         out += ["<h3>Divergence KL(baseline‖compressed), nats</h3>"]
         if sec.kl_method:
