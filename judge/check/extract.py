@@ -13,7 +13,8 @@ Rules (documented in questions/README.md, "Checks"):
   read as both ``p/100`` and ``p``. A single-value check takes the LAST number of the final segment;
   a set check needs the numbers of the final segment, as a set, to equal the expected set.
 * **Choice.** The last option named (whole words, case- and accent-insensitive, longest option
-  first) in the final segment, else in the whole answer, must be an accepted one.
+  first) in the final segment must be an accepted one; when the final segment is only the last
+  line (no explicit answer) and names none, the last option named in the whole answer counts.
 * **Order.** First mentions of the items, in the final segment when it names them all, else in the
   last paragraph that does, else in the whole answer, must come in the expected order.
 * **Mapping.** Within the final segment (else the whole answer), the last clause (split at commas,
@@ -71,20 +72,26 @@ def _last_boxed(text: str) -> str | None:
     return text[i:]
 
 
-def final_segment(text: str) -> str:
-    """The part of ``text`` that states the final answer (module docstring)."""
+def stated_answer(text: str) -> tuple[str, bool]:
+    """The final segment (module docstring) and whether the answer stated it explicitly
+    (``\\boxed{}`` or "answer is/answer:") rather than by position (the last line)."""
     boxed = _last_boxed(text)
     if boxed is not None:
-        return boxed
+        return boxed, True
     text = _strip_markup(text)
     marks = list(_ANSWER_MARK.finditer(text))
     if marks:
         rest = text[marks[-1].end():].lstrip(" :=\t")
         line = rest.split("\n", 1)[0].strip()
         if line:
-            return line
+            return line, True
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
+    return (lines[-1] if lines else ""), False
+
+
+def final_segment(text: str) -> str:
+    """The part of ``text`` that states the final answer (module docstring)."""
+    return stated_answer(text)[0]
 
 
 # --------------------------------------------------------------------------- numbers
@@ -176,7 +183,12 @@ def _mentions(text: str, words: list[str]) -> list[tuple[int, str]]:
 
 
 def check_choice(text: str, check: ChoiceCheck) -> Outcome:
-    hits = _mentions(final_segment(text), check.options) or _mentions(_strip_markup(text), check.options)
+    segment, explicit = stated_answer(text)
+    hits = _mentions(segment, check.options)
+    if not hits and explicit:
+        return Outcome(status="fail", extracted=segment[:200],
+                       reason="the stated answer names none of the options")
+    hits = hits or _mentions(_strip_markup(text), check.options)
     if not hits:
         return Outcome(status="fail", reason="names none of the options")
     pick = hits[-1][1]
@@ -278,6 +290,8 @@ def check_json(text: str, check: JsonCheck) -> Outcome:
                        reason=f"{len(value)} entries, expected {check.count}")
     if not isinstance(value, list) and check.count is not None:
         return Outcome(status="fail", extracted=shown, reason="an object, expected a list")
+    if not items and (check.required or check.match):
+        return Outcome(status="fail", extracted=shown, reason="no entries")
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             return Outcome(status="fail", extracted=shown, reason=f"entry {i + 1} is not an object")

@@ -62,6 +62,9 @@ def test_choice_takes_the_last_named_option_longest_first() -> None:
     check = ChoiceCheck(kind="choice", options=days, answer=["Saturday"])
     assert status(check, "Today is Sunday, so yesterday was **Saturday**.") == "pass"
     assert status(check, "The answer is Friday (not Saturday, as it may seem... no: Friday)") == "fail"
+    assert status(check, "Yesterday was Saturday.\nHope this helps!") == "pass"  # no explicit answer
+    out = check_turn(check, ["Yesterday was Saturday.\nThe answer is: nobody knows."], 1)
+    assert out.status == "fail" and out.reason == "the stated answer names none of the options"
     yes_no = ChoiceCheck(kind="choice", options=["no valid schedule", "valid schedule", "no"],
                          answer=["no valid schedule"])
     out = check_turn(yes_no, ["Every case fails, so there is no valid schedule."], 1)
@@ -93,3 +96,4 @@ def test_json_check() -> None:
                       1).reason.startswith("no entry matches")
     assert check_turn(check, ['[{"rooms": 2}, {"rooms": 1}]'], 1).reason == "entry 1 lacks rent"
     assert find_json("no json here {not: json}") is None
+    assert check_turn(check.model_copy(update={"count": None}), ["```json\n[]\n```"], 1).reason == "no entries"
