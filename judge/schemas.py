@@ -158,6 +158,7 @@ class CheckResult(Record):
     category: str
     kind: CheckKind
     status: CheckStatus
+    answer_id: str | None = None  # the answer row checked; a regenerated answer is checked again
     extracted: str | None = None
     reason: str = ""
     duration_s: float = 0.0

@@ -2,7 +2,8 @@
 
 For each answer role, each question whose set gives a turn a ``check`` gets one `CheckResult` per
 checkable turn in ``RUN/checks/<role>.jsonl``, appended as each question finishes; a rerun skips
-the (question, turn) items already there. No model and no judge: cheap, CPU only. A check that
+the (question, turn) items already checked for the same answer (``answer_id``); a regenerated
+answer is checked again, and readers take the last row of an item. No model and no judge: cheap, CPU only. A check that
 cannot decide (its sandboxed code hit a limit) is recorded as ``error`` and the stage goes on.
 """
 
@@ -58,8 +59,8 @@ def check_role(run: Run, role: str, questions: list[Question], limits: Limits = 
     """Check every not yet checked answer turn of ``role``."""
     started = time.monotonic()
     path = checks_path(run, role)
-    done = {(str(r.question_id), r.turn) for r in read_jsonl(path, CheckResult)} if path.is_file() \
-        else set()
+    done = {(str(r.question_id), r.turn, r.answer_id) for r in read_jsonl(path, CheckResult)} \
+        if path.is_file() else set()
     answers = {a.key: a for a in read_jsonl(run.answers_path(role), Answer)}
     checked = passed = failed = errors = skipped = 0
     for q in questions:
@@ -70,13 +71,14 @@ def check_role(run: Run, role: str, questions: list[Question], limits: Limits = 
         for turn, check in enumerate(q.check, start=1):
             if check is None or turn > len(answer.turns):
                 continue
-            if (q.key, turn) in done:
+            if (q.key, turn, answer.answer_id) in done:
                 skipped += 1
                 continue
             t0 = time.monotonic()
             out = check_turn(check, answer.turns, turn, limits)
             rows.append(CheckResult(question_id=q.question_id, turn=turn, role=role,
                                     category=q.category, kind=check.kind, status=out.status,
+                                    answer_id=answer.answer_id,
                                     extracted=out.extracted, reason=out.reason,
                                     duration_s=round(time.monotonic() - t0, 4), tstamp=time.time()))
         if rows:

@@ -61,6 +61,12 @@ def test_stage_writes_checks_and_resumes(tmp_path: Path) -> None:
     again = check_run(run)
     assert [(s.checked, s.skipped) for s in again] == [(0, 6), (0, 6)]
     assert len(read_jsonl(run.root / "checks" / "compressed.jsonl", CheckResult)) == 6
+    # a regenerated answer (a new answer_id, appended last) is checked again; the last row wins
+    append_jsonl(run.answers_path("compressed"), [
+        Answer(question_id=1, answer_id="again", model_id="compressed", tstamp=1.0, role="compressed",
+               choices=[AnswerChoice(turns=["The answer is 5.", "The answer is 4."])])])
+    third = {s.role: s for s in check_run(run, ["compressed"])}
+    assert (third["compressed"].checked, third["compressed"].passed, third["compressed"].skipped) == (2, 1, 4)
 
 
 def test_scorecard_checked_flips_and_judge_accuracy(tmp_path: Path) -> None:
