@@ -11,7 +11,7 @@ import html
 import re
 
 from judge.report.style import (behaviour_line, ci_cell, divergence_table, diverged_text,
-                                few_questions_caption, flips_table, judge_accuracy_text, fmt, fmt_ci, grade_label,
+                                few_questions_caption, flips_table, judge_accuracy_text, summary_flips, fmt, fmt_ci, grade_label,
                                 grade_table, pct, quality_line, self_test_rows, visible_text)
 from judge.scorecard import FlaggedItem, Scorecard, Section, SelfTest
 
@@ -127,7 +127,7 @@ def render_markdown(card: Scorecard, flagged: list[FlaggedItem]) -> str:
         out += _table(["role", "grade Δ [95% CI]", "win rate", "% flips", "mean KL", "same top-1",
                        "flagged"],
                       [[s.role, ci_cell(s.grade_delta, signed=True),
-                        ci_cell(s.win_rate) if s.win_rate else "n/a", fmt(s.flip_percent, 1),
+                        ci_cell(s.win_rate) if s.win_rate else "n/a", summary_flips(s),
                         fmt(s.kl_mean, 4), pct(s.same_top1), s.n_flagged] for s in card.summary])
     for sec in card.sections:
         out += _section(sec, card.control)

@@ -351,11 +351,12 @@ def summary_rows(sections: list[Section]) -> list[SummaryRow]:
     out = []
     for sec in sections:
         overall = sec.divergence[0] if sec.divergence else None
+        f = sec.checked_flips if sec.checked_flips is not None and sec.checked_flips.n else sec.flips
         out.append(SummaryRow(
             role=sec.role, grade_delta=sec.grades[0].delta,
             win_rate=sec.head_to_head.win_rate if sec.head_to_head else None,
-            flip_percent=sec.flips.flip_percent if sec.flips else None,
-            flips_n=sec.flips.n if sec.flips else None,
+            flip_percent=f.flip_percent if f else None, flips_n=f.n if f else None,
+            flips_from=None if f is None else "checker" if f is sec.checked_flips else "judge",
             kl_mean=overall.kl_mean if overall else None,
             same_top1=overall.same_top1 if overall else None, n_flagged=sec.n_flagged))
     return out

@@ -294,11 +294,12 @@ class SummaryRow(Record):
     role: str
     grade_delta: CI
     win_rate: CI | None = None
-    flip_percent: float | None = None
+    flip_percent: float | None = None  # the checker's flips where the role has them, else the judge's
     flips_n: int | None = None
     kl_mean: float | None = None
     same_top1: float | None = None
     n_flagged: int = 0
+    flips_from: Literal["checker", "judge"] | None = None
 
 
 class FailureCount(Record):

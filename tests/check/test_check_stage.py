@@ -98,6 +98,8 @@ def test_scorecard_checked_flips_and_judge_accuracy(tmp_path: Path) -> None:
     md = render_markdown(card, flagged)
     assert "Checked flips (answers checked by code, no judge)" in md
     assert "agree with the checker" in md
+    [row] = card.summary
+    assert (row.flip_percent, row.flips_n, row.flips_from) == (50.0, 6, "checker")
     assert "Checked flips (answers checked by code, no judge)" in render_html(card, flagged)
     console = Console(record=True, width=200)
     print_scorecard(card, console)
