@@ -10,7 +10,10 @@ Here correctness comes from the checker (`judge check`), so the figure needs no 
     python bench/checked_flips.py [--run paper-judge80]          # print the figures of a finished run
 
 ``--make`` runs each missing stage as its own ``judge`` command (resumable; wrap it in
-``flock /tmp/judge-heavy.lock nice -n 19`` on a shared machine). The slow test
+``flock /tmp/judge-heavy.lock nice -n 19`` on a shared machine). Cost: on the shared 2-core
+development machine, under ``nice -n 19``, the baseline's first 64 questions (both turns, 256
+tokens) were not done after 15 minutes, so the four models take well over an hour there; a GPU
+(``--engine`` auto picks vLLM) takes minutes. The slow test
 ``tests/check/test_paper_ordering.py`` reads the run folder named by ``JUDGE_PAPER_RUN``.
 """
 
@@ -81,7 +84,8 @@ def judge(*args: str) -> None:
 def make(run: str, questions: str, max_new_tokens: int) -> None:
     for role, model in [("baseline", BASELINE), *VARIANTS.items()]:
         judge("generate", model, "-q", questions, "--run", run, "--role", role,
-              "--max-new-tokens", str(max_new_tokens), "--engine", "hf", "--no-progress")
+              "--max-new-tokens", str(max_new_tokens), "--engine", "hf", "--chunk-size", "8",
+              "--no-progress")  # small chunks: an interrupted run keeps most of its answers
     judge("check", run)
     for role in VARIANTS:
         judge("diverge", run, "--role", role, "--no-progress")
