@@ -13,7 +13,7 @@ Here correctness comes from the checker (`judge check`), so the figure needs no 
 ``flock /tmp/judge-heavy.lock nice -n 19`` on a shared machine). Cost: on the shared 2-core
 development machine, under ``nice -n 19``, the baseline's first 64 questions (both turns, 256
 tokens) were not done after 15 minutes, so the four models take well over an hour there; a GPU
-(``--engine`` auto picks vLLM) takes minutes. The slow test
+(``--engine auto`` picks vLLM there) takes minutes. The slow test
 ``tests/check/test_paper_ordering.py`` reads the run folder named by ``JUDGE_PAPER_RUN``.
 """
 
@@ -81,10 +81,10 @@ def judge(*args: str) -> None:
     subprocess.run(cmd, cwd=ROOT, check=True)
 
 
-def make(run: str, questions: str, max_new_tokens: int) -> None:
+def make(run: str, questions: str, max_new_tokens: int, engine: str = "auto") -> None:
     for role, model in [("baseline", BASELINE), *VARIANTS.items()]:
         judge("generate", model, "-q", questions, "--run", run, "--role", role,
-              "--max-new-tokens", str(max_new_tokens), "--engine", "hf", "--chunk-size", "8",
+              "--max-new-tokens", str(max_new_tokens), "--engine", engine, "--chunk-size", "8",
               "--no-progress")  # small chunks: an interrupted run keeps most of its answers
     judge("check", run)
     for role in VARIANTS:
@@ -99,9 +99,10 @@ def main() -> None:
     ap.add_argument("--questions", default="judge-80")
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--make", action="store_true", help="run the missing stages first (slow)")
+    ap.add_argument("--engine", default="auto", help="generation engine for --make: auto, vllm or hf")
     args = ap.parse_args()
     if args.make:
-        make(args.run, args.questions, args.max_new_tokens)
+        make(args.run, args.questions, args.max_new_tokens, args.engine)
     from judge.store import resolve_run_dir
 
     figs = figures(resolve_run_dir(args.run))
