@@ -14,7 +14,9 @@ import pytest
 from judge.check import Limits, check_turn, code_blocks, run_python, run_sql
 from judge.schemas import PythonCheck, SqlCheck
 
-FAST = Limits(cpu_s=1, wall_s=2.0, memory_bytes=512 << 20, file_bytes=256 << 10)
+# short CPU limits end endless loops fast; the wall limit leaves room for a loaded machine
+FAST = Limits(cpu_s=1, wall_s=8.0, memory_bytes=512 << 20, file_bytes=256 << 10)
+OK = Limits()  # the defaults, for code that should simply run
 ADD = PythonCheck(kind="python", defines=["add"], tests=["add(2, 3) == 5", "add(-1, 1) == 0"])
 
 
@@ -27,7 +29,7 @@ def leftovers() -> set[str]:
 
 
 def test_correct_and_wrong_code() -> None:
-    ok = run_python(["def add(a, b):\n    return a + b\n"], ADD, FAST)
+    ok = run_python(["def add(a, b):\n    return a + b\n"], ADD, OK)
     assert ok.status == "pass" and ok.reason == "2 tests passed"
     bad = run_python(["def add(a, b):\n    return a - b\n"], ADD, FAST)
     assert bad.status == "fail" and bad.extracted == "add(2, 3) == 5" and bad.reason == "test is false"
@@ -41,7 +43,7 @@ def test_later_turns_reuse_earlier_code_and_steps_and_raises() -> None:
     turns = [fence("def add(a, b):\n    return a + b"), fence("def add3(a, b, c):\n    return add(add(a, b), c)")]
     check = PythonCheck(kind="python", defines=["add3"], setup="box = []",
                         tests=["box.append(add3(1, 2, 3))", "box == [6]", "raises(TypeError, add3, 1)"])
-    assert check_turn(check, turns, 2, FAST).status == "pass"
+    assert check_turn(check, turns, 2, OK).status == "pass"
     assert code_blocks("```js\nx\n```\n```\ny = 1\n```", ("python", "")) == ["y = 1\n"]
 
 
@@ -94,7 +96,7 @@ def test_hostile_code_is_contained(name: str, tmp_path: Path, monkeypatch: pytes
     assert "secret" not in (out.reason + (out.extracted or "")), name
     assert leftovers() == before, name  # the temporary folder is gone
     # the next run goes on as usual
-    assert run_python(["def add(a, b):\n    return a + b"], ADD, FAST).status == "pass"
+    assert run_python(["def add(a, b):\n    return a + b"], ADD, OK).status == "pass"
 
 
 def test_hostile_reasons_say_what_happened() -> None:
