@@ -5,8 +5,8 @@ Rules (documented in questions/README.md, "Checks"):
 
 * **Final segment.** The part of an answer that states its result: the content of the last
   ``\\boxed{...}``; else the text after the last "answer is" / "answer:" (case-insensitive) up to
-  the end of that line; else the last non-empty line. Markdown emphasis (``*``, ``_``, backticks)
-  is removed first.
+  the end of that sentence (a period followed by a space) or line; else the last non-empty line.
+  Markdown emphasis (``*``, ``_``, backticks) is removed first.
 * **Numbers.** Integers and decimals (thousands separators: a comma or a thin space, ``1,640``, when the
   groups have three digits), fractions ``a/b`` (also LaTeX ``\\frac{a}{b}``), mixed numbers are not
   read; a leading minus counts only when attached to the digits (``-7``; not ``x - 7``); ``p%`` is
@@ -82,7 +82,7 @@ def stated_answer(text: str) -> tuple[str, bool]:
     marks = list(_ANSWER_MARK.finditer(text))
     if marks:
         rest = text[marks[-1].end():].lstrip(" :=\t")
-        line = rest.split("\n", 1)[0].strip()
+        line = re.split(r"\.(?:\s|$)", rest.split("\n", 1)[0], maxsplit=1)[0].strip()
         if line:
             return line, True
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]

@@ -19,7 +19,9 @@ def status(check, text: str) -> str:
 
 
 @pytest.mark.parametrize("text, segment", [
-    ("We get 3, then 4.\nThe answer is 17/64.", "17/64."),
+    ("We get 3, then 4.\nThe answer is 17/64.", "17/64"),
+    ("The answer is 6. Moves: fill (7, 0), pour (3, 4).", "6"),
+    ("So the answer is 14.4 km/h.", "14.4 km/h"),
     ("so **Answer: 12** apples, not 13", "12 apples, not 13"),
     (r"First 5, then \boxed{\frac{2}{7}} and 9 more words", r"\frac{2}{7}"),
     ("Step 1: 10\nStep 2: 20\n\nSo 42 in total.", "So 42 in total."),
@@ -61,7 +63,7 @@ def test_choice_takes_the_last_named_option_longest_first() -> None:
     days = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
     check = ChoiceCheck(kind="choice", options=days, answer=["Saturday"])
     assert status(check, "Today is Sunday, so yesterday was **Saturday**.") == "pass"
-    assert status(check, "The answer is Friday (not Saturday, as it may seem... no: Friday)") == "fail"
+    assert status(check, "The answer is Friday (not Saturday, as it may seem): Friday.") == "fail"
     assert status(check, "Yesterday was Saturday.\nHope this helps!") == "pass"  # no explicit answer
     out = check_turn(check, ["Yesterday was Saturday.\nThe answer is: nobody knows."], 1)
     assert out.status == "fail" and out.reason == "the stated answer names none of the options"
