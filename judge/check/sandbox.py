@@ -12,8 +12,10 @@ Python containment, layer by layer (docs in questions/README.md, "The sandbox"):
     it, and always an audit hook (``sys.addaudithook``) in the child that refuses sockets,
     subprocesses, ``fork``/``exec``/``kill``, ``ctypes``, writes outside the temporary folder and
     reads outside it and the Python installation (so the run folder cannot be read).
-The hook protects the machine, not the verdict: deliberately hostile code could still forge its
-own result line. SQL runs in-process with ``ATTACH`` refused and a time limit.
+``RLIMIT_NPROC`` does not bind a root user: when judge runs as root (as in some containers), the
+hook is what stops ``fork``/``exec``, and the process-group kill at the end removes any process
+that got through. The hook protects the machine, not the verdict: deliberately hostile code could
+still forge its own result line. SQL runs in-process with ``ATTACH`` refused and a time limit.
 """
 
 from __future__ import annotations

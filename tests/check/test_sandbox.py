@@ -106,3 +106,51 @@ def test_hostile_reasons_say_what_happened() -> None:
     assert sleep.status == "error" and sleep.reason == "timed out after 1 s of wall time"
     sock = run_python([HOSTILE["opens a socket"]], ADD, FAST)
     assert sock.status == "fail" and "not allowed" in sock.reason
+
+
+# --------------------------------------------------------------------------- each layer alone
+
+
+def test_the_process_limit_alone_stops_a_fork() -> None:
+    """Without the audit hook (a shell, not Python), RLIMIT_NPROC still refuses new processes."""
+    import functools
+    import subprocess
+
+    from judge.check.sandbox import _limit
+
+    if os.geteuid() == 0:
+        pytest.skip("RLIMIT_NPROC does not bind root: running as root, the audit hook alone stops "
+                    "forks (test_hostile_code_is_contained[forks without end])")
+    proc = subprocess.run(["/bin/sh", "-c", "/bin/true & wait $!; echo forked"], capture_output=True,
+                          text=True, timeout=30, preexec_fn=functools.partial(_limit, Limits()))
+    assert "forked" not in proc.stdout
+    free = subprocess.run(["/bin/sh", "-c", "/bin/true & wait $!; echo forked"], capture_output=True,
+                          text=True, timeout=30)
+    assert "forked" in free.stdout  # the same command forks without the limit
+
+
+def test_the_network_namespace_alone_has_no_network() -> None:
+    """Without the audit hook, a process in the sandbox's namespace cannot reach a local server."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+
+    from judge.check import network_isolation
+
+    if network_isolation() != "namespace":
+        pytest.skip("unprivileged network namespaces are not available here (the audit hook alone "
+                    "blocks sockets; see test_hostile_code_is_contained)")
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    code = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3); print('reached')"
+    try:
+        inside = subprocess.run([shutil.which("unshare") or "unshare", "--net", "--map-root-user",
+                                 sys.executable, "-I", "-c", code], capture_output=True, text=True,
+                                timeout=30)
+        outside = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
+                                 timeout=30)
+    finally:
+        server.close()
+    assert "reached" not in inside.stdout and inside.returncode != 0
+    assert "reached" in outside.stdout  # the same code reaches it from the host's namespace
