@@ -1,4 +1,4 @@
-"""`judge compare`: questions -> answers -> divergence -> judgments -> scorecard, resumably.
+"""`judge compare`: questions -> answers -> checks -> divergence -> judgments -> scorecard, resumably.
 
 Each stage skips what the run folder already holds, so rerunning the same command after a crash
 or Ctrl-C continues where it stopped. With several compressed models (a sweep) the baseline's
@@ -220,6 +220,12 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
                        engine_options=opts, progress=progress)
         took = f" ({res.tokens} tokens in {res.seconds:.0f} s)" if res.generated else ""
         say(f"answers/{role}: {res.generated} new, {res.skipped} already there{took}")
+
+    # 1b. checks (answers graded by code where the set has checks; cheap, no model) ----------
+    from judge.check import check_run
+
+    for res in check_run(run, [r for r, _, _ in jobs]):
+        say(res.short())
 
     # 2. divergence ---------------------------------------------------------------------------
     if cfg.divergence.enabled:

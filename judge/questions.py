@@ -87,6 +87,10 @@ def _parse_questions(path: Path) -> list[Question]:
         if q.reference is not None and len(q.reference) != len(q.turns):
             raise QuestionSetError(f"reference has {len(q.reference)} entries for {len(q.turns)} turns",
                                    path=path, line=lineno)
+        if q.check is not None and len(q.check) != len(q.turns):
+            raise QuestionSetError(f"check has {len(q.check)} entries for {len(q.turns)} turns "
+                                   "(one per turn, null where a turn is not checkable)",
+                                   path=path, line=lineno)
         seen[q.key] = lineno
         questions.append(q)
         if len(questions) > MAX_QUESTIONS:

@@ -41,6 +41,134 @@ class FastChatRow(BaseModel):
 # --------------------------------------------------------------------------- questions
 
 
+# --------------------------------------------------------------------------- machine checks
+# A turn's ``check`` says how an answer can be graded by code, without a judge; the kinds form a
+# closed set, documented in questions/README.md and applied by `judge.check`.
+
+JsonScalar = str | int | float | bool | None
+
+
+class NumberCheck(Record):
+    """The final stated value(s) must equal ``value`` (one) or the set ``values`` (all of them, and
+    no other), as exact fractions, within the relative ``tolerance``."""
+
+    kind: Literal["number"]
+    value: str | None = None  # "2/7", "14.4", "-29/4", "527"
+    values: list[str] | None = None
+    tolerance: float = Field(default=1e-9, ge=0.0, le=0.5)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "NumberCheck":
+        from fractions import Fraction
+
+        if (self.value is None) == (self.values is None):
+            raise ValueError("a number check needs exactly one of 'value' and 'values'")
+        for v in [self.value] if self.value is not None else list(self.values or []):
+            try:
+                Fraction(str(v))
+            except (ValueError, ZeroDivisionError):
+                raise ValueError(f"{v!r} is not a number or fraction such as 2/7 or 14.4") from None
+        if self.values is not None and not self.values:
+            raise ValueError("'values' is empty")
+        return self
+
+
+class ChoiceCheck(Record):
+    """The last of ``options`` the final answer names must be one of ``answer``."""
+
+    kind: Literal["choice"]
+    options: list[str] = Field(min_length=2)
+    answer: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _answer_in_options(self) -> "ChoiceCheck":
+        missing = [a for a in self.answer if a not in self.options]
+        if missing:
+            raise ValueError(f"answer {missing} not among the options")
+        return self
+
+
+class OrderCheck(Record):
+    """Every item must be named in the final answer, first mentions in this order."""
+
+    kind: Literal["order"]
+    answer: list[str] = Field(min_length=2)
+
+
+class MappingCheck(Record):
+    """For each key, the final answer's clause naming it holds its values and no other key's."""
+
+    kind: Literal["mapping"]
+    answer: dict[str, list[str]] = Field(min_length=1)
+
+
+class PythonCheck(Record):
+    """The answer's Python code must define ``defines``; then ``setup`` runs and every test
+    (an expression that must be true, or a statement that must not raise) passes, in order, in a
+    sandboxed process. ``raises(Exc, fn, *args)`` is available to the tests."""
+
+    kind: Literal["python"]
+    defines: list[str] = Field(min_length=1)
+    setup: str = ""
+    tests: list[str] = Field(min_length=1)
+    timeout_s: float = Field(default=10.0, gt=0.0, le=60.0)
+
+
+class SqlCheck(Record):
+    """The answer's SQL query, run on an in-memory SQLite database built by ``setup``, returns
+    ``expected`` (in this order when ``ordered``)."""
+
+    kind: Literal["sql"]
+    setup: str
+    expected: list[list[JsonScalar]]
+    ordered: bool = True
+
+
+class JsonCheck(Record):
+    """The answer holds JSON: an object, or a list of ``count`` objects, each with the ``required``
+    keys; every object of ``match`` must be a subset of the object (of some element, for a list)."""
+
+    kind: Literal["json"]
+    required: list[str] = Field(default_factory=list)
+    count: int | None = Field(default=None, ge=0)
+    match: list[dict[str, JsonScalar]] = Field(default_factory=list)
+    tolerance: float = Field(default=1e-9, ge=0.0)  # absolute, for numbers in ``match``
+
+
+Check = Annotated[NumberCheck | ChoiceCheck | OrderCheck | MappingCheck | PythonCheck | SqlCheck
+                  | JsonCheck, Field(discriminator="kind")]
+CheckKind = Literal["number", "choice", "order", "mapping", "python", "sql", "json"]
+CHECK_KINDS: tuple[str, ...] = CheckKind.__args__  # type: ignore[attr-defined]
+
+
+CheckStatus = Literal["pass", "fail", "error"]
+
+
+class CheckResult(Record):
+    """One line of ``RUN/checks/<role>.jsonl``: one answer turn graded by its question's check.
+
+    ``pass``/``fail``: the check ran and the answer is correct/incorrect; ``error``: it could not
+    decide (the answer's code hit a limit, timed out or left no result). ``extracted`` is what was
+    read from the answer (the value, choice, order, JSON) or, for code, the failing test.
+    """
+
+    question_id: int | str
+    turn: int = Field(ge=1)
+    role: str
+    category: str
+    kind: CheckKind
+    status: CheckStatus
+    answer_id: str | None = None  # the answer row checked; a regenerated answer is checked again
+    extracted: str | None = None
+    reason: str = ""
+    duration_s: float = 0.0
+    tstamp: float
+
+    @property
+    def correct(self) -> bool | None:
+        return None if self.status == "error" else self.status == "pass"
+
+
 class Question(FastChatRow):
     """One multi-turn question, FastChat ``question.jsonl`` format plus optional references."""
 
@@ -49,6 +177,7 @@ class Question(FastChatRow):
     turns: list[str] = Field(min_length=1)
     reference: list[str] | None = None  # one reference answer per turn (math, reasoning, coding)
     rationale: list[str] | None = None  # a short derivation of each reference (our own sets)
+    check: list[Check | None] | None = None  # one per turn: how code grades an answer (or null)
 
     @field_validator("turns")
     @classmethod

@@ -12,6 +12,10 @@ each turn, and every such reference must have a registered check in ``refchecks/
   * coding    - the reference's fenced code block is executed and tested against an independent
                 oracle on hand-picked and seeded random inputs (SQL runs on in-memory SQLite).
 A check receives only the reference text and parses nothing from it except the stated result.
+
+Every turn's machine ``check`` (the question format's ``check`` field, applied by `judge.check`)
+is also proved: the turn's reference must pass its own check, exactly as a model's answer would be
+graded (code in the sandbox, SQL on in-memory SQLite).
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # so that `refchecks` imports when this file is loaded by path
     sys.path.insert(0, str(HERE))
+
+if str(HERE.parent) not in sys.path:  # the project root, for `judge.check`
+    sys.path.insert(0, str(HERE.parent))
 
 import refchecks  # noqa: E402
 from refchecks import coding_refs_1, coding_refs_2, math_refs, reasoning_refs  # noqa: E402,F401 (register checks)
@@ -44,11 +51,12 @@ class CheckResult:
 @dataclass
 class Report:
     path: Path
-    results: list[CheckResult] = field(default_factory=list)
+    results: list[CheckResult] = field(default_factory=list)  # the refchecks, one per turn reference
+    machine: list[CheckResult] = field(default_factory=list)  # each reference against its own check
 
     @property
     def failures(self) -> list[CheckResult]:
-        return [r for r in self.results if not r.ok]
+        return [r for r in self.results + self.machine if not r.ok]
 
     @property
     def references_checked(self) -> int:
@@ -60,9 +68,12 @@ class Report:
 
     def summary(self) -> str:
         lines = [f"{'ok ' if r.ok else 'FAIL'} {r.question_id} turn {r.turn} ({r.category}): {r.detail}"
-                 for r in self.results]
-        lines.append(f"{self.path.name}: {len(self.results) - len(self.failures)}/{len(self.results)} "
-                     f"turn references verified, {self.references_checked} questions fully verified")
+                 for r in self.results + self.machine]
+        bad_refs = sum(not r.ok for r in self.results)
+        lines.append(f"{self.path.name}: {len(self.results) - bad_refs}/{len(self.results)} "
+                     f"turn references verified, {self.references_checked} questions fully verified; "
+                     f"{sum(r.ok for r in self.machine)}/{len(self.machine)} references pass their "
+                     "own machine check")
         return "\n".join(lines)
 
 
@@ -103,7 +114,27 @@ def run_checks(path: Path = DEFAULT_SET) -> Report:
                 report.results.append(CheckResult(qid, turn, category, False, f"{type(err).__name__}: {err}"))
             else:
                 report.results.append(CheckResult(qid, turn, category, True, detail))
+        report.machine.extend(_machine_checks(row, qid, category))
     return report
+
+
+def _machine_checks(row: dict[str, object], qid: int, category: str) -> list[CheckResult]:
+    """Each turn's machine check applied to the turn's reference: the reference must pass."""
+    from judge.check import check_turn
+    from judge.schemas import Question
+
+    q = Question.model_validate(row)
+    if not q.check or q.reference is None:
+        return []
+    out = []
+    for turn, check in enumerate(q.check, start=1):
+        if check is None:
+            continue
+        res = check_turn(check, q.reference, turn)
+        detail = f"{check.kind} check on the reference: {res.status}"
+        detail += f" ({res.reason or res.extracted})" if (res.reason or res.extracted) else ""
+        out.append(CheckResult(qid, turn, category, res.status == "pass", detail))
+    return out
 
 
 def verify(path: Path = DEFAULT_SET) -> Report:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from judge.schemas import Answer, PairJudgment, SingleJudgment
+from judge.schemas import Answer, CheckResult, PairJudgment, SingleJudgment
 from judge.store import Run, read_jsonl
 
 pytestmark = pytest.mark.slow
@@ -31,7 +31,8 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = [  # two of the smoke set's questions, short to answer
     {"question_id": 1, "category": "math", "turns": ["What is 12 times 3?", "Add 4 to that."],
-     "reference": ["36", "40"]},
+     "reference": ["36", "40"],
+     "check": [{"kind": "number", "value": "36"}, {"kind": "number", "value": "40"}]},
     {"question_id": 2, "category": "writing", "turns": ["Write one sentence about rain.",
                                                           "Now make it rhyme."]},
 ]
@@ -88,6 +89,12 @@ def test_every_output_file(demo_run):
         answers = read_jsonl(run.answers_path(role), Answer)
         assert sorted(a.key for a in answers) == ["1", "2"] and all(len(a.turns) == 2 for a in answers)
     assert (run_dir / "divergence" / "compressed.jsonl").is_file()
+    # the check step ran after generation: both turns of question 1, for every role
+    for role in ("baseline", "compressed", "control"):
+        checks = read_jsonl(run_dir / "checks" / f"{role}.jsonl", CheckResult)
+        assert sorted((str(c.question_id), c.turn, c.kind) for c in checks) == [
+            ("1", 1, "number"), ("1", 2, "number")]
+        assert f"checks/{role}: 2 checked" in stdout
     div = [json.loads(x) for x in (run_dir / "divergence" / "compressed.jsonl").read_text().splitlines()]
     assert {(d["question_id"], d["turn"]) for d in div} == {(1, 1), (1, 2), (2, 1), (2, 2)}
     assert all(d["stats"]["kl_mean"] > 0 for d in div)  # int4 differs from the baseline
@@ -138,6 +145,7 @@ def test_rerun_and_config_replay_do_nothing_again(demo_run, judge_server):
         out = run_judge(*args).stdout
         assert "answers/baseline: 0 new, 2 already there" in out
         assert "answers/compressed: 0 new" in out and "answers/control: 0 new" in out
+        assert "checks/baseline: 0 checked (0 pass, 0 fail, 0 error), 2 already there" in out
         assert " 0 requests" in out  # every judgment is already in the run
     assert len(judge_server.requests) == n_requests
     after = {p: p.read_bytes() for p in run_dir.rglob("*.jsonl") if p.name != "flagged.jsonl"}

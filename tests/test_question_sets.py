@@ -51,7 +51,8 @@ def test_judge80_ids_and_balance() -> None:
 
 def test_judge80_turns_and_fields() -> None:
     for q in rows("judge-80"):
-        assert set(q) <= {"question_id", "category", "turns", "reference", "rationale"}, q["question_id"]
+        assert set(q) <= {"question_id", "category", "turns", "reference", "rationale", "check"}, \
+            q["question_id"]
         turns = q["turns"]
         assert len(turns) == 2 and all(isinstance(t, str) and t.strip() for t in turns), q["question_id"]
         assert turns[0] != turns[1]
@@ -126,6 +127,10 @@ def test_verifier_checks_all_30_references(verify_module: ModuleType) -> None:
     assert len(report.results) == 60  # 30 questions x 2 turns
     assert report.references_checked == 30
     assert Counter(r.category for r in report.results) == {"math": 20, "reasoning": 20, "coding": 20}
+    # every reference passes its own machine check; two reasoning turns have none (an argument and
+    # a full table of results are not machine-checkable)
+    assert len(report.machine) == 58 and all(r.ok for r in report.machine)
+    assert Counter(r.category for r in report.machine) == {"math": 20, "reasoning": 18, "coding": 20}
 
 
 def test_verifier_checks_smoke(verify_module: ModuleType) -> None:
@@ -193,3 +198,51 @@ def test_loader_reads_sets_by_name() -> None:
 
     info, qs = load_questions("smoke")
     assert info.n_questions == 8 and sorted(info.categories) == sorted(MT_BENCH_CATEGORIES)
+
+
+# --------------------------------------------------------------------------- machine checks
+
+
+def test_every_math_reasoning_coding_turn_has_a_check_but_two() -> None:
+    unchecked = set()
+    for q in rows("judge-80"):
+        if q["category"] in REFERENCE_CATEGORIES:
+            assert len(q["check"]) == 2, q["question_id"]
+            unchecked |= {(q["question_id"], t) for t, c in enumerate(q["check"], 1) if c is None}
+        elif q["category"] != "extraction":
+            assert "check" not in q, q["question_id"]
+    assert unchecked == {(1022, 2), (1030, 2)}
+    extraction = [q for q in rows("judge-80") if q["category"] == "extraction"]
+    assert all(q["check"][0] is not None for q in extraction)  # every extraction turn 1 asks for JSON
+
+
+def test_verifier_catches_a_reference_failing_its_machine_check(verify_module: ModuleType,
+                                                                 tmp_path: Path) -> None:
+    # the refcheck of 1034 turn 1 recomputes 72/5; the machine check reads the stated value
+    q = next(q for q in rows("judge-80") if q["question_id"] == 1034)
+    q["check"][0] = {"kind": "number", "value": "15"}
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps(q) + "\n", encoding="utf-8")
+    report = verify_module.run_checks(path)
+    assert [(r.question_id, r.turn) for r in report.failures] == [(1034, 1)]
+    assert "expected 15" in report.failures[0].detail
+
+
+def test_a_check_per_turn_is_validated(tmp_path: Path) -> None:
+    from judge.errors import QuestionSetError
+
+    base = {"question_id": 1, "category": "math", "turns": ["a", "b"]}
+    cases = {
+        "check has 1 entries for 2 turns": [{"kind": "number", "value": "1"}],
+        "not a number or fraction": [{"kind": "number", "value": "one"}, None],
+        "exactly one of 'value' and 'values'": [{"kind": "number"}, None],
+        "answer ['E'] not among the options": [{"kind": "choice", "options": ["A", "B"], "answer": ["E"]}, None],
+        "kind": [{"kind": "regex", "pattern": "x"}, None],
+        "Extra inputs": [{"kind": "python", "defines": ["f"], "tests": ["f()"], "shell": "rm"}, None],
+    }
+    for message, check in cases.items():
+        path = tmp_path / "q.jsonl"
+        path.write_text(json.dumps({**base, "check": check}) + "\n", encoding="utf-8")
+        with pytest.raises(QuestionSetError, match=re.escape(message)) as err:
+            load_questions(path)
+        assert "q.jsonl:1" in str(err.value)

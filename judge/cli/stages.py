@@ -1,4 +1,4 @@
-"""The stage commands: `judge generate`, `diverge`, `grade`, `report`, `review` (parse, call, print)."""
+"""The stage commands: `judge generate`, `check`, `diverge`, `grade`, `report`, `review` (parse, call, print)."""
 
 from __future__ import annotations
 
@@ -128,6 +128,34 @@ def diverge(
         console.print(f"{res.jsonl_path}, {res.tokens_path.name}, {res.summary_path.name}: "
                       f"{res.cached_now} sequences cached, {res.scored_now} scored "
                       f"in {res.seconds:.1f} s\n")
+
+
+# ----------------------------------------------------------------------------- check
+
+
+@app.command()
+def check(
+    run: Annotated[str, typer.Argument(help="Run folder (a name under outputs/ or a path) with answers.")],
+    role: Annotated[Optional[list[str]], typer.Option("--role", help="Role(s) to check (default: every role with answers).")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Grade answers by code where the question set has checks: RUN/checks/<role>.jsonl (no judge)."""
+    set_verbose(verbose)
+    from judge.check import check_run, network_isolation
+    from judge.errors import RunFolderError
+    from judge.store import Run, resolve_run_dir
+
+    target = Run(resolve_run_dir(run))
+    if not target.root.is_dir():
+        raise RunFolderError("run folder not found; give a name under outputs/ or a path",
+                             path=target.root)
+    results = check_run(target, role or None)
+    if not results:
+        print("the run's question set has no checks: nothing to check")
+        return
+    for res in results:
+        print(res.short())
+    print(f"sandbox network isolation: {network_isolation()}")
 
 
 # ----------------------------------------------------------------------------- grade

@@ -17,7 +17,7 @@ from judge.report import charts
 from judge.report.assets import CSS, JS, script_hash
 from judge.report.style import (KL_LOW_NATS, STATUS_COLOUR, behaviour_line, ci_cell,
                                 divergence_table, diverged_text, few_questions_caption, flips_table,
-                                flips_test, fmt, fmt_ci, grade_label, grade_table, kl_hex, pct,
+                                flips_test, fmt, fmt_ci, judge_accuracy_text, summary_flips, grade_label, grade_table, kl_hex, pct,
                                 quality_line, self_test_rows)
 from judge.scorecard import FlaggedItem, Scorecard, Section, SelfTest
 
@@ -77,9 +77,14 @@ def _cards(sec: Section, control: Section | None) -> str:
         out.append(_card("win rate vs baseline", fmt(h.win_rate.estimate),
                          f"95% CI {wci}; {h.compressed_wins} W / {h.ties} T / {h.baseline_wins} L, "
                          f"{h.strong_losses} strong{noise}"))
+    cf = sec.checked_flips
+    if cf is not None and cf.n:
+        out.append(_card("checked flips", f"{fmt(cf.flip_percent, 1)}%",
+                         f"{cf.correct_to_incorrect} c→i, {cf.incorrect_to_correct} i→c of {cf.n}, "
+                         f"checked by code; {flips_test(cf)} {fmt(cf.mcnemar_p, 3)}"))
     if sec.flips:
         f = sec.flips
-        out.append(_card("flips", f"{fmt(f.flip_percent, 1)}%",
+        out.append(_card("judged flips" if cf is not None and cf.n else "flips", f"{fmt(f.flip_percent, 1)}%",
                          f"{f.correct_to_incorrect} c→i, {f.incorrect_to_correct} i→c of {f.n}; "
                          f"{flips_test(f)} {fmt(f.mcnemar_p, 3)}"))
     if sec.divergence:
@@ -127,8 +132,14 @@ def _tables(sec: Section, control: Section | None) -> str:
             ["n", "wins", "ties", "losses", "strong losses", "inconsistent", "win rate [95% CI]"],
             [[h.n, h.compressed_wins, h.ties, h.baseline_wins, h.strong_losses,
               f"{h.inconsistent} ({pct(h.inconsistency_rate, 0)})", ci_cell(h.win_rate)]])]
+    if sec.checked_flips is not None:
+        out += ["<h3>Checked flips (answers checked by code, no judge)</h3>",
+                _table(*flips_table(sec.checked_flips))]
     if sec.flips:
-        out += ["<h3>Flips (reference-graded items)</h3>", _table(*flips_table(sec.flips))]
+        title = ", judged; the checked flips above decide" if sec.checked_flips else ""
+        out += [f"<h3>Flips (reference-graded items{title})</h3>", _table(*flips_table(sec.flips))]
+    if judge_accuracy_text(sec):
+        out += [f"<p>{escape(judge_accuracy_text(sec) or '')}</p>"]
     if sec.divergence:
         out += ["<h3>Divergence KL(baseline‖compressed), nats</h3>"]
         if sec.kl_method:
@@ -293,7 +304,7 @@ def render_html(card: Scorecard, flagged: list[FlaggedItem]) -> str:
         summary = "<h2>Candidates</h2>" + _table(
             ["role", "grade Δ [95% CI]", "win rate", "% flips", "mean KL", "same top-1", "flagged"],
             [[s.role, ci_cell(s.grade_delta, signed=True), ci_cell(s.win_rate) if s.win_rate else "n/a",
-              fmt(s.flip_percent, 1), fmt(s.kl_mean, 4), pct(s.same_top1), s.n_flagged]
+              summary_flips(s), fmt(s.kl_mean, 4), pct(s.same_top1), s.n_flagged]
              for s in card.summary])
     paragraphs = "".join(f"<p>{e(line)}</p>" for line in card.verdict.splitlines() if line.strip())
     sections = "".join(_section(s, card.control) for s in card.sections)

@@ -11,7 +11,7 @@ import html
 import re
 
 from judge.report.style import (behaviour_line, ci_cell, divergence_table, diverged_text,
-                                few_questions_caption, flips_table, fmt, fmt_ci, grade_label,
+                                few_questions_caption, flips_table, judge_accuracy_text, summary_flips, fmt, fmt_ci, grade_label,
                                 grade_table, pct, quality_line, self_test_rows, visible_text)
 from judge.scorecard import FlaggedItem, Scorecard, Section, SelfTest
 
@@ -62,10 +62,16 @@ def _section(sec: Section, control: Section | None) -> list[str]:
         out += _table(["n", "wins", "ties", "losses", "strong losses", "inconsistent", "win rate [95% CI]"],
                       [[h.n, h.compressed_wins, h.ties, h.baseline_wins, h.strong_losses,
                         f"{h.inconsistent} ({pct(h.inconsistency_rate, 0)})", ci_cell(h.win_rate)]])
+    if sec.checked_flips is not None:
+        out += ["### Checked flips (answers checked by code, no judge)", ""]
+        out += _table(*flips_table(sec.checked_flips))
     f = sec.flips
     if f is not None:
-        out += ["### Flips (reference-graded items)", ""]
+        title = "judged by the judge; the checked flips above decide" if sec.checked_flips else ""
+        out += [f"### Flips (reference-graded items{', ' + title if title else ''})", ""]
         out += _table(*flips_table(f))
+    if judge_accuracy_text(sec):
+        out += [judge_accuracy_text(sec), ""]
     if sec.divergence:
         out += ["### Divergence KL(baseline‖compressed), nats", ""]
         if sec.kl_method:
@@ -121,7 +127,7 @@ def render_markdown(card: Scorecard, flagged: list[FlaggedItem]) -> str:
         out += _table(["role", "grade Δ [95% CI]", "win rate", "% flips", "mean KL", "same top-1",
                        "flagged"],
                       [[s.role, ci_cell(s.grade_delta, signed=True),
-                        ci_cell(s.win_rate) if s.win_rate else "n/a", fmt(s.flip_percent, 1),
+                        ci_cell(s.win_rate) if s.win_rate else "n/a", summary_flips(s),
                         fmt(s.kl_mean, 4), pct(s.same_top1), s.n_flagged] for s in card.summary])
     for sec in card.sections:
         out += _section(sec, card.control)

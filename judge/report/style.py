@@ -272,6 +272,23 @@ def flips_table(f: object) -> tuple[list[str], list[list[object]]]:
               fmt(f.flip_percent, 1), acc, fmt(f.mcnemar_p, 3)]])  # type: ignore[attr-defined]
 
 
+def summary_flips(s: "object") -> str:
+    """The summary table's flips cell: the percentage, marked when the checker decided it."""
+    pct_ = getattr(s, "flip_percent", None)
+    if pct_ is None:
+        return "n/a"
+    return f"{fmt(pct_, 1)}%" + (" (checked)" if getattr(s, "flips_from", None) == "checker" else "")
+
+
+def judge_accuracy_text(sec: "Section") -> str | None:
+    """The judge's correct/incorrect verdicts scored against the checker, in one sentence."""
+    a = sec.judge_accuracy
+    if a is None:
+        return None
+    return (f"The judge's correct/incorrect verdicts agree with the checker on "
+            f"{ci_cell(a)} of {a.n} checked answers ({a.n_clusters} questions).")
+
+
 def divergence_table(sec: "Section") -> tuple[list[str], list[list[object]], str | None]:
     """Header, rows and caption of the divergence table (Markdown and HTML): means with their
     question-level intervals, quantiles (of the lower bound when ``quantiles_of`` says so)."""

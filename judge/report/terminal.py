@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from judge.report.style import (STATUS_COLOUR, behaviour_line, ci_cell, diverged_text,
-                                few_questions_caption, flips_test, fmt, fmt_ci, grade_label, kl_rgb,
+                                few_questions_caption, flips_test, judge_accuracy_text, summary_flips, fmt, fmt_ci, grade_label, kl_rgb,
                                 pct, quality_line, self_test_lines, visible_text)
 from judge.scorecard import FlaggedItem, Scorecard, Section
 
@@ -78,6 +78,15 @@ def _section(sec: Section, control: Section | None, categories: bool) -> list["R
         if noise and control.head_to_head is not None:
             line += f"; control win rate {fmt_ci(control.head_to_head.win_rate)}"
         out.append(_t(line))
+    cf = sec.checked_flips
+    if cf is not None:
+        out.append(_t(f"Checked flips (by code, no judge; n={cf.n}, {cf.n_dropped} undecided): "
+                      f"correct→incorrect {cf.correct_to_incorrect}, incorrect→correct "
+                      f"{cf.incorrect_to_correct}, {fmt(cf.flip_percent, 1)}% flipped; checked "
+                      f"accuracy {pct(cf.baseline_accuracy)} → {pct(cf.compressed_accuracy)}; "
+                      f"{flips_test(cf)} = {fmt(cf.mcnemar_p, 3)}"))
+    if judge_accuracy_text(sec):
+        out.append(_t(judge_accuracy_text(sec) or ""))
     f = sec.flips
     if f is not None:
         out.append(_t(f"Flips on reference-graded items (n={f.n}, {f.n_dropped} without both "
@@ -147,7 +156,7 @@ def scorecard_renderables(card: Scorecard, *, categories: bool = True) -> list["
         for s in card.summary:
             summary.add_row(_t(s.role), _t(ci_cell(s.grade_delta, signed=True)),
                             _t(ci_cell(s.win_rate) if s.win_rate else "n/a"),
-                            _t(f"{fmt(s.flip_percent, 1)}%" if s.flip_percent is not None else "n/a"),
+                            _t(summary_flips(s)),
                             _t(fmt(s.kl_mean, 4)), _t(pct(s.same_top1)), _t(s.n_flagged))
         out.append(summary)
     if card.self_test is not None:

@@ -52,6 +52,7 @@ from judge.scorecard.verdict import overall_verdict, section_verdict
 from judge.stats import (
     CI,
     MIN_QUESTIONS_FOR_INTERVAL,
+    bootstrap_mean_ci,
     FlipCounts,
     IntervalMethod,
     flips,
@@ -201,6 +202,42 @@ def flip_counts(data: RunData, role: str, s: Settings = Settings()) -> FlipCount
     return counts.model_copy(update={"accuracy_delta": acc})
 
 
+def checked_flip_counts(data: RunData, role: str, s: Settings = Settings()) -> FlipCounts | None:
+    """Flips decided by the checker (``RUN/checks/``) over the items checked on both sides; an
+    ``error`` check (undecided) drops its item. None when either side has no checks."""
+    base, comp = data.checks.get("baseline", {}), data.checks.get(role, {})
+    if not base or not comp:
+        return None
+    keys = sorted(set(base) & set(comp), key=item_sort)
+    b = [base[k].correct for k in keys]
+    c = [comp[k].correct for k in keys]
+    counts = flips(b, c, [q for q, _ in keys])
+
+    def as_float(x: bool | None) -> float:
+        return _NAN if x is None else float(x)
+
+    acc = paired_bootstrap_mean_delta([as_float(x) for x in b], [as_float(x) for x in c],
+                                      groups=[q for q, _ in keys], **s.kw())
+    return counts.model_copy(update={"accuracy_delta": acc})
+
+
+def judge_accuracy(data: RunData, roles: tuple[str, ...], s: Settings) -> CI | None:
+    """How often the judge's reference-guided correct/incorrect verdict agrees with the checker,
+    over the answers of ``roles`` that have both (question-cluster bootstrap). None without both."""
+    agree: list[float] = []
+    groups: list[str] = []
+    for role in roles:
+        for key, row in data.checks.get(role, {}).items():
+            judged = correctness(data.single.get((key[0], key[1], role)))
+            if judged is None or row.correct is None:
+                continue
+            agree.append(float(judged == row.correct))
+            groups.append(key[0])
+    if not agree:
+        return None
+    return bootstrap_mean_ci(np.array(agree), groups, **s.kw())
+
+
 def quality_signals(data: RunData, role: str, fl: FlipCounts | None) -> Signals:
     """The per-item data of the quality axis' three signals (the same items as the rows)."""
     base, comp = grades(data, "baseline"), grades(data, role)
@@ -290,7 +327,7 @@ def build_section(data: RunData, role: str, s: Settings, n_flagged: int = 0,
     fl = flip_counts(data, role, s)
     ctrl = vs_control(data, role, s) if role != "control" else None
     div = divergence_rows(data, role, s.kw())
-    checked: FlipCounts | None = None  # machine-checked flips (checks/<role>.jsonl) when present
+    checked = checked_flip_counts(data, role, s)  # machine-checked flips (checks/<role>.jsonl)
     beh = behaviour_axis(data, role, alpha=s.alpha, seed=s.seed, n_resamples=s.n_resamples,
                          dp_rms=div[0].dp_rms if div else None, checked_flips=checked)
     judged = any(r == role for *_, r in data.single) or any(r == role for *_, r in data.pairwise)
@@ -303,9 +340,10 @@ def build_section(data: RunData, role: str, s: Settings, n_flagged: int = 0,
         head_to_head=h2h, flips=fl, divergence=div, kl_histogram=kl_histogram(data, role),
         kl_method=kl_method(data, role) if div else None,
         kl_grade_spearman=rho, points=points, issues=issues, pair_issues=pair_issues,
-        vs_control=ctrl, n_flagged=n_flagged, checked_flips=checked, behaviour=beh, quality=qual,
+        vs_control=ctrl, n_flagged=n_flagged, checked_flips=checked,
+        judge_accuracy=judge_accuracy(data, ("baseline", role), s), behaviour=beh, quality=qual,
         verdict=section_verdict(role, rows[0], h2h, fl, div, ctrl, s.alpha, behaviour=beh,
-                                quality=qual, self_test=judge_test),
+                                quality=qual, self_test=judge_test, checked=checked),
     )
     return section
 
@@ -314,11 +352,12 @@ def summary_rows(sections: list[Section]) -> list[SummaryRow]:
     out = []
     for sec in sections:
         overall = sec.divergence[0] if sec.divergence else None
+        f = sec.checked_flips if sec.checked_flips is not None and sec.checked_flips.n else sec.flips
         out.append(SummaryRow(
             role=sec.role, grade_delta=sec.grades[0].delta,
             win_rate=sec.head_to_head.win_rate if sec.head_to_head else None,
-            flip_percent=sec.flips.flip_percent if sec.flips else None,
-            flips_n=sec.flips.n if sec.flips else None,
+            flip_percent=f.flip_percent if f else None, flips_n=f.n if f else None,
+            flips_from=None if f is None else "checker" if f is sec.checked_flips else "judge",
             kl_mean=overall.kl_mean if overall else None,
             same_top1=overall.same_top1 if overall else None, n_flagged=sec.n_flagged))
     return out

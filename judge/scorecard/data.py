@@ -34,6 +34,7 @@ from judge.errors import JudgeError, RunFolderError
 from judge.schemas import (
     ROLE_RE,
     Answer,
+    CheckResult,
     PairJudgment,
     Question,
     RunManifest,
@@ -78,6 +79,12 @@ class RunData:
     judge_model: str | None = None  # the judge whose rows these are (None: no judgments)
     other_judges: list[str] = field(default_factory=list)  # judges whose rows were left out
     n_other_judge: int = 0  # judgment rows of other judges, left out
+    checks: dict[str, dict[ItemKey, CheckResult]] = field(default_factory=dict)  # role -> item -> row
+
+    def checked(self, role: str, key: ItemKey) -> bool | None:
+        """The checker's correctness of ``role``'s answer to ``key`` (None: no check, or an error)."""
+        row = self.checks.get(role, {}).get(key)
+        return row.correct if row is not None else None
 
     @property
     def roles(self) -> list[str]:
@@ -222,13 +229,21 @@ def load_run(run: Run, judge_model: str | None = None) -> RunData:
             rows = read_jsonl(path, TurnDivergence)
             divergence[path.stem] = {(str(r.question_id), r.turn): r for r in rows}
 
+    checks: dict[str, dict[ItemKey, CheckResult]] = {}
+    if (run.root / "checks").is_dir():
+        for path in sorted((run.root / "checks").glob("*.jsonl")):
+            if ROLE_RE.match(path.stem):  # the last row of an item wins
+                checks[path.stem] = {(str(r.question_id), r.turn): r
+                                     for r in read_jsonl(path, CheckResult)}
+
     if not answers and not single and not pairwise:
         raise RunFolderError("run folder has no answers and no judgments; run `judge generate` "
                              "and `judge grade` first", path=run.root)
     return RunData(run=run, manifest=manifest, questions=_load_questions(manifest),
                    answers=answers, single=single, pairwise=pairwise, divergence=divergence,
                    n_superseded=superseded, unassigned=unassigned, judge_model=judge_model,
-                   other_judges=sorted(j for j in found if j != judge_model), n_other_judge=n_other)
+                   other_judges=sorted(j for j in found if j != judge_model), n_other_judge=n_other,
+                   checks=checks)
 
 
 # --------------------------------------------------------------------------- per-token arrays

@@ -4,13 +4,16 @@ An item is flagged when any of these holds (reasons):
   * ``baseline_win``: the swapped pairwise games agree the baseline answer is better
     (``strong_loss`` too when at least one order says "much better");
   * ``grade_drop``: baseline grade - compressed grade >= 2 (both graded ok);
-  * ``correctness_flip``: correct under the baseline, incorrect under the compressed model;
+  * ``checked_flip``: the checker (``RUN/checks/``, code, no judge) finds the baseline's answer
+    correct and the compressed model's incorrect; where both answers were checked this replaces
+  * ``correctness_flip``: correct under the baseline, incorrect under the compressed model, by the
+    judge's reference verdicts;
   * ``diverged``: among the role's answers that differ from the baseline's, one of the
     ``diverged_count(n)`` = min(10, max(3, ceil(n / 10))) that diverged most (n: answers compared):
     largest KL mass (the item's summed per-token KL on the baseline's answer), then earliest first
     differing token. So the list shows where the models differ even when the judge sees nothing;
     identical answers are never flagged as diverged.
-``severity = 3 * flip + 2 * baseline_win + 1 * strong_loss + max(grade drop, 0)``. Regressions
+``severity = 3 * flip (checked or judged) + 2 * baseline_win + 1 * strong_loss + max(grade drop, 0)``. Regressions
 (items with any other reason) come first, ordered by severity, then by the item's mean KL (both
 descending; items without KL last), then by question and turn; items flagged only as diverged
 follow, ordered by KL mass (descending), then first difference. Ranks 1.. run across every role.
@@ -49,7 +52,12 @@ def _reasons(data: RunData, key: ItemKey, role: str) -> tuple[list[FlagReason], 
     if b is not None and c is not None and b.status == "ok" and c.status == "ok":
         drop = float(b.score - c.score)
     severity = 0.0
-    if correctness(b) is True and correctness(c) is False:
+    cb, cc = data.checked("baseline", key), data.checked(role, key)
+    if cb is not None and cc is not None:
+        if cb and not cc:
+            reasons.append("checked_flip")
+            severity += 3
+    elif correctness(b) is True and correctness(c) is False:
         reasons.append("correctness_flip")
         severity += 3
     if pair is not None and pair.status == "ok" and pair.winner == "baseline":
@@ -147,7 +155,15 @@ def _item(data: RunData, key: ItemKey, role: str, reasons: list[FlagReason], sev
         answers_identical=diff.identical if diff is not None else None,
         first_diff=diff.first_diff if diff is not None else None,
         first_diff_unit=diff.unit if diff is not None and diff.first_diff is not None else None,  # type: ignore[arg-type]
+        checked_flip=_checked_flip(data, key, role),
     )
+
+
+def _checked_flip(data: RunData, key: ItemKey, role: str) -> str | None:
+    cb, cc = data.checked("baseline", key), data.checked(role, key)
+    if cb is None or cc is None or cb == cc:
+        return None
+    return "correct_to_incorrect" if cb else "incorrect_to_correct"
 
 
 def _sort_key(item: FlaggedItem) -> tuple:
@@ -168,7 +184,8 @@ def build_flagged(data: RunData, *, tokens: bool = True, max_token_items: int = 
         diffs = answer_diffs(data, role)
         diverged = set(most_diverged(data, role, diffs))
         keys = ({(q, t) for q, t, r in data.single if r in ("baseline", role)}
-                | {(q, t) for q, t, r in data.pairwise if r == role} | diverged)
+                | {(q, t) for q, t, r in data.pairwise if r == role} | diverged
+                | set(data.checks.get(role, {})))
         for key in keys:
             reasons, severity, drop = _reasons(data, key, role)
             if key in diverged:

@@ -26,7 +26,8 @@ QualityStatus = Literal["worse", "better", "mixed", "not distinguishable", "insu
 Status = QualityStatus
 BehaviourStatus = Literal["unchanged", "changed", "unknown"]
 SelfTestStatus = Literal["passed", "failed", "not run"]
-FlagReason = Literal["baseline_win", "strong_loss", "grade_drop", "correctness_flip", "diverged"]
+FlagReason = Literal["baseline_win", "strong_loss", "grade_drop", "correctness_flip", "checked_flip",
+                     "diverged"]
 
 
 class GradeRow(Record):
@@ -293,11 +294,12 @@ class SummaryRow(Record):
     role: str
     grade_delta: CI
     win_rate: CI | None = None
-    flip_percent: float | None = None
+    flip_percent: float | None = None  # the checker's flips where the role has them, else the judge's
     flips_n: int | None = None
     kl_mean: float | None = None
     same_top1: float | None = None
     n_flagged: int = 0
+    flips_from: Literal["checker", "judge"] | None = None
 
 
 class FailureCount(Record):
@@ -419,3 +421,5 @@ class FlaggedItem(Record):
     first_diff: int | None = None  # 1-based position of the first differing token (or character)
     first_diff_unit: Literal["token", "character"] | None = None
     tokens: list[TokenSpan] | None = None  # baseline answer coloured by KL; None without a tokenizer
+    # the checker's flip (RUN/checks/), when both answers were checked by code
+    checked_flip: Literal["correct_to_incorrect", "incorrect_to_correct"] | None = None

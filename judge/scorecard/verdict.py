@@ -134,8 +134,8 @@ def quality_headline(q: Quality, self_test: SelfTest | None) -> str:
 
 def section_verdict(role: str, overall: GradeRow, h2h: HeadToHead | None, flips: FlipCounts | None,
                     divergence: list[DivergenceRow], ctrl: VsControl | None, alpha: float, *,
-                    behaviour: Behaviour, quality: Quality, self_test: SelfTest | None
-                    ) -> CandidateVerdict:
+                    behaviour: Behaviour, quality: Quality, self_test: SelfTest | None,
+                    checked: FlipCounts | None = None) -> CandidateVerdict:
     """The headline (both axes) and the detail sentences of one section."""
     level = f"{100 * (1 - alpha):.0f}%"
     headline = f"{behaviour_headline(behaviour)} {quality_headline(quality, self_test)}"
@@ -155,7 +155,14 @@ def section_verdict(role: str, overall: GradeRow, h2h: HeadToHead | None, flips:
         parts.append(f"Win rate {fmt_ci(w)} over {h2h.n} swapped games ({h2h.compressed_wins} W / "
                      f"{h2h.ties} T / {h2h.baseline_wins} L, {h2h.strong_losses} strong losses, "
                      f"{100 * h2h.inconsistency_rate:.0f}% position-inconsistent): {where}.")
-    if flips is not None and flips.n:
+    if checked is not None and checked.n:  # the checker decides correctness where it can
+        parts.append(f"Flips, checked by code (not by the judge), on {checked.n} checkable items: "
+                     f"{checked.correct_to_incorrect} correct\u2192incorrect, "
+                     f"{checked.incorrect_to_correct} incorrect\u2192correct "
+                     f"({fmt(checked.flip_percent, 1)}%), McNemar p = {fmt(checked.mcnemar_p, 3)}; "
+                     f"checked accuracy {fmt(100 * checked.baseline_accuracy, 1)}% \u2192 "
+                     f"{fmt(100 * checked.compressed_accuracy, 1)}%.")
+    elif flips is not None and flips.n:
         parts.append(f"Flips on {flips.n} reference-graded items: {flips.correct_to_incorrect} "
                      f"correct\u2192incorrect, {flips.incorrect_to_correct} incorrect\u2192correct "
                      f"({fmt(flips.flip_percent, 1)}%), McNemar p = {fmt(flips.mcnemar_p, 3)}.")
