@@ -17,9 +17,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from judge.errors import InputFileError, QuestionSetError
+from judge.errors import InputFileError, QuestionSetError, RunFolderError
 from judge.schemas import Answer, Question, QuestionSetInfo
-from judge.store import describe_validation_error, iter_jsonl_raw
+from judge.store import Run, describe_validation_error, iter_jsonl_raw
 
 MAX_TURN_CHARS = 100_000  # a turn longer than this is a mistake (a pasted file), not a question
 MAX_QUESTIONS = 100_000
@@ -157,3 +157,25 @@ def load_questions(spec: str | Path, references: str | Path | None = None
         categories=dict(sorted(Counter(q.category for q in questions).items())),
     )
     return info, questions
+
+
+def run_questions(run: Run, spec: str | None = None, references: str | None = None) -> list[Question]:
+    """The run's questions: ``spec`` if given, else the set its manifest names; either way checked
+    against the hash the manifest recorded when the answers were made."""
+    manifest = run.load_manifest()
+    recorded = manifest.questions if manifest else None
+    if spec is None:
+        if recorded is None:
+            raise RunFolderError("the run's manifest names no question set: run `judge generate` "
+                                 "first, or pass --questions", path=run.root)
+        if not Path(recorded.path).is_file():
+            raise RunFolderError(f"the run's question file {recorded.path} is gone; restore it",
+                                 path=run.root)
+        spec = recorded.path
+    info, questions = load_questions(spec, references)
+    if recorded is not None and recorded.sha256 != info.sha256:
+        raise RunFolderError(
+            f"question set {info.name!r} ({info.sha256[:12]}) is not the one the answers were made "
+            f"for ({recorded.name!r}, {recorded.sha256[:12]}); pass --questions/--references "
+            "matching the run", path=run.manifest_path)
+    return questions

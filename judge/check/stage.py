@@ -40,20 +40,6 @@ def checks_path(run: Run, role: str) -> Path:
     return run.root / "checks" / f"{role}.jsonl"
 
 
-def run_questions(run: Run) -> list[Question]:
-    """The question set the run's answers belong to (from the manifest)."""
-    from judge.questions import load_questions
-
-    manifest = run.load_manifest()
-    if manifest is None or manifest.questions is None:
-        raise RunFolderError("no manifest with a question set: run `judge generate` first",
-                             path=run.root)
-    qpath = Path(manifest.questions.path)
-    if not qpath.is_file():
-        raise RunFolderError(f"the run's question file {qpath} is gone; restore it", path=run.root)
-    return load_questions(qpath)[1]
-
-
 def check_role(run: Run, role: str, questions: list[Question], limits: Limits = Limits()
                ) -> CheckSummary:
     """Check every not yet checked answer turn of ``role``."""
@@ -94,6 +80,8 @@ def check_role(run: Run, role: str, questions: list[Question], limits: Limits = 
 def check_run(run: Run, roles: list[str] | None = None, limits: Limits = Limits()
               ) -> list[CheckSummary]:
     """Check the answers of ``roles`` (default: every role with answers) against the run's set."""
+    from judge.questions import run_questions
+
     questions = run_questions(run)
     all_roles = run.answer_roles()
     if not all_roles:

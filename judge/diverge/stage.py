@@ -59,16 +59,10 @@ class DivergeResult:
 def baseline_sequences(run: Run, tokenizer: Any) -> tuple[list[Sequence], list[Question]]:
     """The teacher-forced sequences of every baseline answer, in question order, turn by turn."""
     from judge.generate import conversation, prompt_ids
-    from judge.questions import load_questions
+    from judge.questions import run_questions
 
-    manifest = run.load_manifest()
-    if manifest is None or manifest.questions is None:
-        raise RunFolderError("no manifest with a question set: run `judge generate` first",
-                             path=run.root)
-    qpath = Path(manifest.questions.path)
-    if not qpath.is_file():
-        raise RunFolderError(f"the run's question file {qpath} is gone; restore it", path=run.root)
-    _, questions = load_questions(qpath)
+    questions = run_questions(run)
+    manifest = run.load_manifest()  # run_questions has checked it names the question set
     path = run.answers_path("baseline")
     if not path.is_file():
         raise RunFolderError("no baseline answers: run `judge generate --role baseline` first",

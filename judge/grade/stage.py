@@ -32,6 +32,7 @@ from judge.errors import ConfigError, JudgeEndpointError, RunFolderError
 from judge.grade.client import JudgeClient
 from judge.grade.judging import PairItem, SingleItem, judge_pair, judge_single
 from judge.grade.prompts import PAIR_SCHEMA, PromptSet, load_prompt_set, render_pair, render_single
+from judge.questions import run_questions
 from judge.schemas import Answer, PairJudgment, Question, SingleJudgment
 from judge.store import Run, append_jsonl, read_jsonl
 
@@ -60,26 +61,6 @@ def latest_single(rows: Iterable[SingleJudgment]) -> dict[Key, SingleJudgment]:
 
 def latest_pairwise(rows: Iterable[PairJudgment]) -> dict[Key, PairJudgment]:
     return {pair_key(r): r for r in rows}
-
-
-def run_questions(run: Run, spec: str | None = None, references: str | None = None) -> list[Question]:
-    """The run's questions: ``spec`` if given, else the set its manifest names (hash-checked)."""
-    from judge.questions import load_questions
-
-    manifest = run.load_manifest()
-    recorded = manifest.questions if manifest else None
-    if spec is None:
-        if recorded is None:
-            raise RunFolderError("the run's manifest names no question set; pass --questions",
-                                 path=run.root)
-        spec = recorded.path
-    info, questions = load_questions(spec, references)
-    if recorded is not None and recorded.sha256 != info.sha256:
-        raise RunFolderError(
-            f"question set {info.name!r} ({info.sha256[:12]}) is not the one the answers were made "
-            f"for ({recorded.name!r}, {recorded.sha256[:12]}); pass --questions/--references "
-            "matching the run", path=run.manifest_path)
-    return questions
 
 
 def run_answers(run: Run) -> dict[str, dict[str, Answer]]:

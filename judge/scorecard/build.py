@@ -185,13 +185,9 @@ def flip_items(data: RunData, role: str) -> tuple[list[ItemKey], list[bool | Non
     return keys, b, c
 
 
-def flip_counts(data: RunData, role: str, s: Settings = Settings()) -> FlipCounts | None:
-    """Flips over reference-graded items, tested and bootstrapped by question (turns together)."""
-    keys, b, c = flip_items(data, role)
-    if not keys or not any(r == role for _, _, r in data.single):
-        return None
-    if all(x is None for x in b) or all(x is None for x in c):
-        return None  # the judge gave no correctness verdicts (e.g. FastChat's single grading)
+def _paired_flips(keys: list[ItemKey], b: list[bool | None], c: list[bool | None],
+                  s: Settings) -> FlipCounts:
+    """Flip counts of paired correctness (tested by question) with the accuracy change's interval."""
     counts = flips(b, c, [q for q, _ in keys])
 
     def as_float(x: bool | None) -> float:
@@ -200,6 +196,16 @@ def flip_counts(data: RunData, role: str, s: Settings = Settings()) -> FlipCount
     acc = paired_bootstrap_mean_delta([as_float(x) for x in b], [as_float(x) for x in c],
                                       groups=[q for q, _ in keys], **s.kw())
     return counts.model_copy(update={"accuracy_delta": acc})
+
+
+def flip_counts(data: RunData, role: str, s: Settings = Settings()) -> FlipCounts | None:
+    """Flips over reference-graded items, tested and bootstrapped by question (turns together)."""
+    keys, b, c = flip_items(data, role)
+    if not keys or not any(r == role for _, _, r in data.single):
+        return None
+    if all(x is None for x in b) or all(x is None for x in c):
+        return None  # the judge gave no correctness verdicts (e.g. FastChat's single grading)
+    return _paired_flips(keys, b, c, s)
 
 
 def checked_flip_counts(data: RunData, role: str, s: Settings = Settings()) -> FlipCounts | None:
@@ -211,14 +217,7 @@ def checked_flip_counts(data: RunData, role: str, s: Settings = Settings()) -> F
     keys = sorted(set(base) & set(comp), key=item_sort)
     b = [base[k].correct for k in keys]
     c = [comp[k].correct for k in keys]
-    counts = flips(b, c, [q for q, _ in keys])
-
-    def as_float(x: bool | None) -> float:
-        return _NAN if x is None else float(x)
-
-    acc = paired_bootstrap_mean_delta([as_float(x) for x in b], [as_float(x) for x in c],
-                                      groups=[q for q, _ in keys], **s.kw())
-    return counts.model_copy(update={"accuracy_delta": acc})
+    return _paired_flips(keys, b, c, s)
 
 
 def judge_accuracy(data: RunData, roles: tuple[str, ...], s: Settings) -> CI | None:

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 from judge.check import check_run
-from judge.schemas import Answer, AnswerChoice, CheckResult, QuestionSetInfo, SingleJudgment
+from judge.schemas import Answer, AnswerChoice, CheckResult, SingleJudgment
+from judge.questions import load_questions
 from judge.store import Run, append_jsonl, read_jsonl
 
 # Every turn's check: the number 4. C = correct by the checker.
@@ -34,8 +35,7 @@ def make_run(root: Path) -> Run:
                                          "reference": ["4", "4"], "check": [check, check]}) + "\n"
                              for q in (1, 2, 3)), encoding="utf-8")
     run = Run(root)
-    run.update_manifest(questions=QuestionSetInfo(name="qs", path=str(qfile), sha256="0" * 64,
-                                                  n_questions=3, categories={"math": 3}))
+    run.update_manifest(questions=load_questions(qfile)[0])  # as `judge generate` records it
     for role, by_q in ANSWERS.items():
         append_jsonl(run.answers_path(role), [
             Answer(question_id=q, answer_id=f"{role}{q}", model_id=role, tstamp=0.0, role=role,
