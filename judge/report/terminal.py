@@ -78,22 +78,14 @@ def _section(sec: Section, control: Section | None, categories: bool) -> list["R
         if noise and control.head_to_head is not None:
             line += f"; control win rate {fmt_ci(control.head_to_head.win_rate)}"
         out.append(_t(line))
-    cf = sec.checked_flips
-    if cf is not None:
-        out.append(_t(f"Checked flips (by code, no judge; n={cf.n}, {cf.n_dropped} undecided): "
-                      f"correct→incorrect {cf.correct_to_incorrect}, incorrect→correct "
-                      f"{cf.incorrect_to_correct}, {fmt(cf.flip_percent, 1)}% flipped; checked "
-                      f"accuracy {pct(cf.baseline_accuracy)} → {pct(cf.compressed_accuracy)}; "
-                      f"{flips_test(cf)} = {fmt(cf.mcnemar_p, 3)}"))
+    if sec.checked_flips is not None:
+        out.append(_t(_flips_line("Checked flips (by code, no judge; ", "undecided", "checked accuracy",
+                                  sec.checked_flips)))
     if judge_accuracy_text(sec):
         out.append(_t(judge_accuracy_text(sec) or ""))
-    f = sec.flips
-    if f is not None:
-        out.append(_t(f"Flips on reference-graded items (n={f.n}, {f.n_dropped} without both "
-                      f"verdicts): correct→incorrect {f.correct_to_incorrect}, incorrect→correct "
-                      f"{f.incorrect_to_correct}, {fmt(f.flip_percent, 1)}% flipped; accuracy "
-                      f"{pct(f.baseline_accuracy)} → {pct(f.compressed_accuracy)}; "
-                      f"{flips_test(f)} = {fmt(f.mcnemar_p, 3)}"))
+    if sec.flips is not None:
+        out.append(_t(_flips_line("Flips on reference-graded items (", "without both verdicts",
+                                  "accuracy", sec.flips)))
     if sec.divergence:
         div = _table("Divergence KL(baseline‖compressed), nats", "scope", "items", "tokens",
                      "mean [95% CI]", "median", "p99", "max", "same top-1")
@@ -253,3 +245,11 @@ def print_review(items: list[FlaggedItem], console: "Console | None" = None) -> 
     for item in items:
         for r in review_renderables(item):
             con.print(r)
+
+
+def _flips_line(head: str, dropped: str, accuracy: str, f) -> str:
+    """One line of flip counts: the checker's or the judge's (same record, other words)."""
+    return (f"{head}n={f.n}, {f.n_dropped} {dropped}): correct→incorrect "
+            f"{f.correct_to_incorrect}, incorrect→correct {f.incorrect_to_correct}, "
+            f"{fmt(f.flip_percent, 1)}% flipped; {accuracy} {pct(f.baseline_accuracy)} → "
+            f"{pct(f.compressed_accuracy)}; {flips_test(f)} = {fmt(f.mcnemar_p, 3)}")
