@@ -70,7 +70,8 @@ class ModelEntry(Record):
 
 class JudgeConfig(Record):
     spec: str = "local:smollm2-135m"  # OpenAI model name, a served model name, local:MODEL, or none
-    base_url: str | None = None  # any OpenAI-compatible server
+    # any OpenAI-compatible server; a list: a fleet of servers of the same judge model
+    base_url: str | list[str] | None = None
     mode: JudgeMode = "both"
     probes: int = Field(default=24, ge=0, le=1000)  # the judge's self-test; 0 turns it off
     concurrency: int | None = Field(default=None, ge=1, le=256)  # None: 8; 16 for a local judge
