@@ -166,12 +166,12 @@ def no_judge(spec: str) -> bool:
 def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
     """Run every stage of a comparison; returns the run folder (and the gate's report)."""
     from judge.generate import check_generation_inputs, generate, load_tokenizer
-    from judge.grade import (check_timeout, endpoint_for, parse_judge_spec, reach,
+    from judge.grade import (check_timeout, endpoint_for, parse_judge_spec, reach_all,
                              require_local_judge_runtime)
     from judge.models import resolve_model
     from judge.questions import load_questions
 
-    endpoint = None
+    endpoint, spec = None, None
     if no_judge(cfg.judge.spec):
         if cfg.judge.base_url:
             raise ConfigError("--judge none takes no --judge-base-url")
@@ -203,8 +203,8 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
     # this run's question set, models and generation config, the device and the weights, or refused
     to_answer = [model for role, model, opts in jobs
                  if check_generation_inputs(run, role, model, info, cfg.generation, opts)]
-    if endpoint is not None:  # reached with the key, before hours of generation
-        reach(endpoint.base_url, endpoint.api_key, timeout_s=cfg.judge.timeout_s)
+    if endpoint is not None and spec is not None:  # every endpoint, before hours of generation
+        reach_all(spec.base_urls or [None], endpoint.api_key, timeout_s=cfg.judge.timeout_s)
     for path in dict.fromkeys(m.path for m in to_answer):  # a model without a usable tokenizer
         load_tokenizer(next(m for m in to_answer if m.path == path))
     # every input accepted (a role's answers continue only under the generation config that

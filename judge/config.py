@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, field_validator
 
 from judge.schemas import Question, Record, SamplingSpec
 
@@ -70,12 +70,22 @@ class ModelEntry(Record):
 
 class JudgeConfig(Record):
     spec: str = "local:smollm2-135m"  # OpenAI model name, a served model name, local:MODEL, or none
-    base_url: str | None = None  # any OpenAI-compatible server
+    # any OpenAI-compatible server; a list: a fleet of servers of the same judge model
+    base_url: str | list[str] | None = None
     mode: JudgeMode = "both"
     probes: int = Field(default=24, ge=0, le=1000)  # the judge's self-test; 0 turns it off
     concurrency: int | None = Field(default=None, ge=1, le=256)  # None: 8; 16 for a local judge
     max_retries: int = Field(default=4, ge=0, le=20)
     timeout_s: float = Field(default=120.0, gt=0, allow_inf_nan=False)
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _one_or_more_urls(cls, value: object) -> object:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list) and value and all(isinstance(url, str) for url in value):
+            return value
+        raise ValueError("give a URL, or a non-empty list of URLs (a judge fleet)")
 
 
 class DivergenceConfig(Record):

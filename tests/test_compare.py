@@ -105,3 +105,39 @@ def test_local_judge_without_vllm_fails_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(JudgeSpecError, match="local: judge is served by vLLM"):
         compare(cfg, progress=False, say=lambda *_: None)
     assert not (tmp_path / "run").exists()
+
+
+def test_judge_base_url_one_string_or_a_fleet(tmp_path):
+    """A single URL stays a string everywhere (configs and manifests written before fleets); a
+    fleet is a list; a flag given once is recorded as a string."""
+    from judge.cli.compare import base_url_value
+    from judge.grade import parse_judge_spec
+
+    toml = tmp_path / "run.toml"
+    toml.write_text('baseline = "b"\ncompressed = ["c"]\n[judge]\nspec = "m"\n'
+                    'base_url = "http://127.0.0.1:8000/v1"\n', encoding="utf-8")
+    one = make_config(load_config_file(toml), {})
+    assert one.judge.base_url == "http://127.0.0.1:8000/v1"
+    assert parse_judge_spec(one.judge.spec, one.judge.base_url).base_urls == ("http://127.0.0.1:8000/v1",)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"config": {"compare": one.model_dump(mode="json")}}))
+    assert make_config(load_config_file(manifest), {}) == one  # an old manifest reproduces its run
+    fleet = make_config(load_config_file(toml), {"judge": {"base_url": base_url_value(
+        ["http://a:1/v1", "http://b:2/v1"])}})
+    assert fleet.judge.base_url == ["http://a:1/v1", "http://b:2/v1"]
+    assert parse_judge_spec("m", fleet.judge.base_url).recorded_base_url() == ["http://a:1/v1", "http://b:2/v1"]
+    assert base_url_value(["http://a:1/v1"]) == "http://a:1/v1"
+    assert base_url_value([]) is None and base_url_value(None) is None
+    for bad in ([], ["http://a:1/v1", 5], 5):
+        with pytest.raises(ConfigError, match="judge.base_url"):
+            make_config({"baseline": "b", "compressed": ["c"], "judge": {"base_url": bad}}, {})
+
+
+def test_service_spec_passes_a_fleet_through(tmp_path):
+    from judge.service.spec import ComparisonSpec, check_spec
+
+    urls = ["http://127.0.0.1:8001/v1", "http://127.0.0.1:8002/v1"]
+    cfg, _ = check_spec(ComparisonSpec(config={"baseline": "b", "compressed": ["c"],
+                                               "judge": {"spec": "m", "base_url": urls}}),
+                        tmp_path, "c1")
+    assert cfg.judge.base_url == urls

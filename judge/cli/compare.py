@@ -13,6 +13,14 @@ from judge.cli.app import VerboseOpt, app, set_verbose
 DEMO_MAX_NEW_TOKENS = 128  # the embedded demo caps answers so it finishes in minutes on 2 CPU cores
 
 
+def base_url_value(urls: list[str] | None) -> str | list[str] | None:
+    """``--judge-base-url`` as the config holds it: one URL as a string (as runs recorded it before
+    fleets), several as a list, none as None (the config file's value stands)."""
+    if not urls:
+        return None
+    return urls[0] if len(urls) == 1 else list(urls)
+
+
 @app.command()
 def compare(
     models: Annotated[Optional[list[str]], typer.Argument(
@@ -24,9 +32,9 @@ def compare(
     references: Annotated[Optional[str], typer.Option(help="FastChat reference answers file.")] = None,
     run: Annotated[Optional[str], typer.Option("--run", "-r", help="Run folder name or path.")] = None,
     judge: Annotated[Optional[str], typer.Option("--judge", help="Judge: OpenAI model, served model name, local:MODEL, or 'none' (behaviour only: no judge, no key).")] = None,
-    judge_base_url: Annotated[Optional[str], typer.Option(help="Any OpenAI-compatible server.")] = None,
+    judge_base_url: Annotated[Optional[list[str]], typer.Option(help="Any OpenAI-compatible server; repeat it for a fleet of servers of the same judge (--concurrency is then per server).")] = None,
     mode: Annotated[Optional[str], typer.Option(help="single, pairwise or both.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(help="Judge requests in flight.")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Judge requests in flight, per judge endpoint.")] = None,
     probes: Annotated[Optional[int], typer.Option("--probes", help="The judge's self-test: planted degradations of the baseline's answers (default 24; 0: off).")] = None,
     min_sensitivity: Annotated[Optional[float], typer.Option(help="Show the quality verdict only when the judge's self-test sensitivity has a lower 95% bound of at least this (default 0.5).")] = None,
     gate: Annotated[Optional[list[str]], typer.Option("--gate", help="A CI criterion NAME=VALUE (repeatable), e.g. max-grade-drop=0.3, min-recovery=0.95, min-win-rate=0.45, max-kl=0.05, max-flip-rate=0.05, min-judge-sensitivity=0.8; the exit code follows the gate (0 pass, 1 fail, 3 inconclusive).")] = None,
@@ -81,7 +89,7 @@ def compare(
         overrides["gate"] = parse_gate_specs(gate)
     overrides.update(
         questions=questions, references=references, run=run, control=control,
-        judge={"spec": judge, "base_url": judge_base_url, "mode": mode, "concurrency": concurrency,
+        judge={"spec": judge, "base_url": base_url_value(judge_base_url), "mode": mode, "concurrency": concurrency,
                "probes": probes},
         report={"min_sensitivity": min_sensitivity},
         generation={"sampling": sampling, "max_new_tokens": max_new_tokens, "seed": seed},

@@ -166,13 +166,14 @@ def grade(
     run: Annotated[str, typer.Argument(help="Run folder (a name under outputs/ or a path) with answers.")],
     judge: Annotated[str, typer.Option("--judge", help="local:MODEL (starts vLLM on 127.0.0.1), a model "
                      "name at --judge-base-url, or an OpenAI model name (needs OPENAI_API_KEY).")] = "local:smollm2-135m",
-    judge_base_url: Annotated[Optional[str], typer.Option("--judge-base-url", help="Any OpenAI-compatible "
-                              "server, e.g. http://127.0.0.1:8000/v1 (key: JUDGE_API_KEY or OPENAI_API_KEY).")] = None,
+    judge_base_url: Annotated[Optional[list[str]], typer.Option("--judge-base-url", help="Any OpenAI-compatible "
+                              "server, e.g. http://127.0.0.1:8000/v1 (key: JUDGE_API_KEY or OPENAI_API_KEY); "
+                              "repeat it for a fleet of servers of the same judge (--concurrency is then per server).")] = None,
     mode: Annotated[str, typer.Option(help="single, pairwise or both.")] = "both",
     role: Annotated[Optional[list[str]], typer.Option("--role", help="Role(s) to grade against the baseline (default: every other role of the run).")] = None,
     questions: Annotated[Optional[str], typer.Option("--questions", "-q", help="Question set (default: the one in the run's manifest).")] = None,
     references: ReferencesOpt = None,
-    concurrency: Annotated[Optional[int], typer.Option(help="Judge requests in flight at once (default: 8; 16 for a local: judge).")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Judge requests in flight at once, per endpoint (default: 8; 16 for a local: judge).")] = None,
     max_retries: Annotated[int, typer.Option(help="Retries per judgment (429/5xx/timeouts/invalid output).")] = 4,
     timeout_s: Annotated[Optional[float], typer.Option("--timeout-s", help="Seconds per judge request (default: 300; 1800 for a local: judge, whose queue is ours).")] = None,
     max_tokens: Annotated[int, typer.Option(help="Token limit of each judge reply.")] = 1024,
@@ -204,7 +205,7 @@ def grade(
     if not target.root.is_dir():
         raise RunFolderError("run folder not found; give a name under outputs/ or a path", path=target.root)
     qs = run_questions(target, questions, str(references) if references else None)
-    summary = grade_run(target, judge, base_url=judge_base_url, mode=mode, roles=role or None,  # type: ignore[arg-type]
+    summary = grade_run(target, judge, base_url=judge_base_url or None, mode=mode, roles=role or None,  # type: ignore[arg-type]
                         questions=qs, concurrency=concurrency, max_retries=max_retries,
                         timeout_s=timeout_s, max_tokens=max_tokens, output_mode=output_mode,
                         progress=progress, probes=probes)

@@ -55,6 +55,10 @@ class JudgeResult:
     usage: Usage  # tokens and HTTP requests spent on this judgment (calls=0 for a cache hit)
     attempts: int  # requests that counted against the retry budget
     cached: bool = False
+    # the last failure was the endpoint's (connection, timeout, 408/409/429/5xx, malformed reply):
+    # another try, here later or at another endpoint (`judge.grade.fleet`), may succeed
+    retryable: bool = False
+    retry_after_s: float | None = None  # what the endpoint asked for with Retry-After, if anything
 
 
 @dataclass
@@ -193,6 +197,7 @@ class OpenAIJudgeClient:
             raise ValueError("concurrency >= 1, max_retries >= 0, max_tokens >= 1, timeout_s > 0")
         self.model = model
         self.base_url = base_url
+        self.concurrency = concurrency
         self.stats = ClientStats()
         self.cache = cache
         self.max_retries = max_retries
@@ -221,20 +226,29 @@ class OpenAIJudgeClient:
         return judge_request_key(self.model, messages, schema, max_tokens=self.max_tokens,
                                  max_text_chars=self.max_text_chars)
 
+    def cached(self, messages: list[dict[str, str]], schema: type[BaseModel]) -> JudgeResult | None:
+        """The cached verdict for this request, if any (counted as a cache hit); no request."""
+        if self.cache is None:
+            return None
+        hit = self.cache.get(self.cache_key(messages, schema))
+        if hit is None:
+            return None
+        self.stats.cache_hits += 1
+        return JudgeResult("ok", schema.model_validate_json(hit.verdict_json), hit.raw, None,
+                           Usage(prompt_tokens=hit.prompt_tokens,
+                                 completion_tokens=hit.completion_tokens, calls=0),
+                           attempts=0, cached=True)
+
     async def judge(self, messages: list[dict[str, str]], schema: type[BaseModel]) -> JudgeResult:
         json_schema = _strict_json_schema(schema, self.max_text_chars)
         key = request_key(self.model, messages, self.params(), json_schema)
-        if self.cache is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                self.stats.cache_hits += 1
-                return JudgeResult("ok", schema.model_validate_json(hit.verdict_json), hit.raw, None,
-                                   Usage(prompt_tokens=hit.prompt_tokens,
-                                         completion_tokens=hit.completion_tokens, calls=0),
-                                   attempts=0, cached=True)
+        hit = self.cached(messages, schema)
+        if hit is not None:
+            return hit
         calls = attempts = invalid = prompt_tokens = completion_tokens = 0
         status: ResultStatus = "api_error"
         raw, error = "", "no request made"
+        retryable, retry_after_s = False, None
         while attempts <= self.max_retries:
             mode = self.mode
             out = await self._request(messages, schema, json_schema, mode)
@@ -246,6 +260,7 @@ class OpenAIJudgeClient:
                     self.mode = _STEP_DOWN[mode]
                 continue  # not counted: the endpoint told us how to ask
             attempts += 1
+            retryable, retry_after_s = out.kind == "transient", out.retry_after_s
             if out.kind in ("fatal", "format_rejected"):
                 status, error = "api_error", out.error
                 break
@@ -272,7 +287,8 @@ class OpenAIJudgeClient:
             if invalid > self.max_invalid_retries:  # at temperature 0 a retry mostly repeats itself
                 break
         usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, calls=calls)
-        return JudgeResult(status, None, raw, self._redact(error), usage, attempts)
+        return JudgeResult(status, None, raw, self._redact(error), usage, attempts,
+                           retryable=retryable, retry_after_s=retry_after_s)
 
     async def check(self) -> None:
         """Fail fast when the endpoint cannot be reached or rejects the key (one request)."""

@@ -3,7 +3,8 @@ one cheap request (``GET {base_url}/models`` with the key).
 
 `check_base_url` and `check_api_key` are pure (no network); `reach` sends the one request and maps
 every way it can fail (nothing listening, a timeout, a rejected key, a web page instead of the
-API) to one `JudgeError` line. The key is never part of a message.
+API) to one `JudgeError` line; `reach_all` does it for every endpoint of a judge fleet. The key is
+never part of a message.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 
-from judge.errors import JudgeEndpointError, JudgeSpecError
+from judge.errors import JudgeEndpointError, JudgeError, JudgeSpecError
 
 PROBE_TIMEOUT_S = 20.0  # the probe waits at most this long (or the request timeout, if shorter)
 
@@ -108,3 +110,16 @@ def reach(base_url: str | None, api_key: str, *, timeout_s: float = PROBE_TIMEOU
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise JudgeEndpointError(f"{where} answers GET /models with something that is not "
                                      "JSON; check --judge-base-url (it usually ends in /v1)") from None
+
+
+def reach_all(base_urls: Sequence[str | None], api_key: str, *, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """`reach` every endpoint of a judge fleet before any work starts. An endpoint that does not
+    answer is refused (the user named it), in one line naming it."""
+    for url in base_urls:
+        try:
+            reach(url, api_key, timeout_s=timeout_s)
+        except JudgeError as err:
+            if len(base_urls) < 2:
+                raise
+            raise type(err)(f"{err.message}; every --judge-base-url of a fleet must answer before "
+                            "work starts: drop this one to judge with the others") from None

@@ -6,7 +6,8 @@ A judge spec is one of
     127.0.0.1 on a free port, waited for (``/health``), used, and stopped afterwards; its log is kept
     in ``RUN/logs/judge-server.log``.
   * a model name with ``--judge-base-url URL`` — any OpenAI-compatible server (vLLM, others). The
-    key is ``$JUDGE_API_KEY``, else ``$OPENAI_API_KEY``, else none.
+    key is ``$JUDGE_API_KEY``, else ``$OPENAI_API_KEY``, else none. The option may be given several
+    times: a **fleet** of endpoints serving the same model, with the same key (`judge.grade.fleet`).
   * a bare model name — served by OpenAI; needs ``$OPENAI_API_KEY``.
 Keys are read from the environment when the endpoint is opened and never written anywhere.
 """
@@ -22,7 +23,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,17 @@ JudgeKind = Literal["local", "endpoint", "openai"]
 class JudgeSpec:
     kind: JudgeKind
     model: str  # for "local": the model spec to resolve; otherwise the name sent in requests
-    base_url: str | None = None
+    base_url: str | None = None  # the (first) endpoint
+    more_base_urls: tuple[str, ...] = ()  # a fleet's other endpoints, in the order given
+
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        """Every endpoint given (none for local: and OpenAI judges)."""
+        return (self.base_url, *self.more_base_urls) if self.base_url else ()
+
+    def recorded_base_url(self) -> str | list[str] | None:
+        """What the manifest records: the URL, or the list of a fleet's URLs."""
+        return list(self.base_urls) if self.more_base_urls else self.base_url
 
 
 @dataclass(frozen=True)
@@ -51,7 +62,9 @@ class JudgeEndpoint:
     local: bool = False
 
 
-def parse_judge_spec(spec: str, base_url: str | None = None) -> JudgeSpec:
+def parse_judge_spec(spec: str, base_url: str | Sequence[str] | None = None) -> JudgeSpec:
+    """``base_url``: one URL, or several (a fleet); each is checked, a URL given twice is refused."""
+    urls = [base_url] if isinstance(base_url, str) else list(base_url or [])
     text = spec.strip()
     if not text:
         raise JudgeSpecError("empty --judge; give a model name, or local:MODEL (e.g. local:smollm2-135m)")
@@ -59,19 +72,26 @@ def parse_judge_spec(spec: str, base_url: str | None = None) -> JudgeSpec:
         model = text[len("local:"):].strip()
         if not model:
             raise JudgeSpecError("local: needs a model, e.g. --judge local:smollm2-135m")
-        if base_url:
+        if urls:
             raise JudgeSpecError("--judge-base-url cannot be combined with a local: judge, which "
                                  "starts its own server; drop one of them")
         return JudgeSpec("local", model)
-    if base_url:
+    if urls:
         from judge.grade.preflight import check_base_url
 
-        return JudgeSpec("endpoint", text, check_base_url(base_url))
+        checked: list[str] = []
+        for url in urls:
+            url = check_base_url(url)
+            if url in checked:
+                raise JudgeSpecError(f"--judge-base-url {url} is given twice; give each endpoint of "
+                                     "the judge fleet once")
+            checked.append(url)
+        return JudgeSpec("endpoint", text, checked[0], tuple(checked[1:]))
     return JudgeSpec("openai", text)
 
 
 def endpoint_for(spec: JudgeSpec) -> JudgeEndpoint:
-    """The endpoint of a non-local spec, with its key from the environment."""
+    """The (first) endpoint of a non-local spec, with its key from the environment."""
     if spec.kind == "local":
         raise ValueError("a local judge needs open_judge(), which starts its server")
     variable = "JUDGE_API_KEY" if os.environ.get("JUDGE_API_KEY") else "OPENAI_API_KEY"
@@ -87,12 +107,19 @@ def endpoint_for(spec: JudgeSpec) -> JudgeEndpoint:
     return JudgeEndpoint(spec.model, spec.base_url, key or "EMPTY")
 
 
+def endpoints_for(spec: JudgeSpec) -> list[JudgeEndpoint]:
+    """Every endpoint of a non-local spec (a fleet's share one key, from the environment)."""
+    first = endpoint_for(spec)
+    return [first] + [JudgeEndpoint(spec.model, url, first.api_key) for url in spec.more_base_urls]
+
+
 @contextmanager
 def open_judge(spec: JudgeSpec, *, logs_dir: Path, startup_timeout_s: float = 600.0,
-               max_model_len: int | None = None) -> Iterator[JudgeEndpoint]:
-    """Yield a usable endpoint; a ``local:`` judge's server lives exactly as long as the block."""
+               max_model_len: int | None = None) -> Iterator[list[JudgeEndpoint]]:
+    """Yield the usable endpoints (one, or a fleet's); a ``local:`` judge's server lives exactly as
+    long as the block."""
     if spec.kind != "local":
-        yield endpoint_for(spec)
+        yield endpoints_for(spec)
         return
     from judge.models import resolve_model
 
@@ -100,7 +127,7 @@ def open_judge(spec: JudgeSpec, *, logs_dir: Path, startup_timeout_s: float = 60
     length = max_model_len or context_length(Path(info.path))
     with LocalJudgeServer(info.path, info.name, logs_dir / "judge-server.log",
                           startup_timeout_s=startup_timeout_s, max_model_len=length) as server:
-        yield JudgeEndpoint(info.name, server.base_url, "EMPTY", local=True)
+        yield [JudgeEndpoint(info.name, server.base_url, "EMPTY", local=True)]
 
 
 # --------------------------------------------------------------------------- local vLLM server

@@ -24,13 +24,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from judge.errors import ConfigError, JudgeEndpointError, RunFolderError
+from judge.errors import ConfigError, RunFolderError
 from judge.grade.client import JudgeClient
 from judge.grade.judging import PairItem, SingleItem, judge_pair, judge_single
+from judge.grade.summary import GradeSummary, check_endpoint_worked
 from judge.grade.prompts import PAIR_SCHEMA, PromptSet, load_prompt_set, render_pair, render_single
 from judge.questions import run_questions
 from judge.schemas import Answer, PairJudgment, Question, SingleJudgment
@@ -144,61 +145,6 @@ def _done(path: Any, model: Any, latest: Any) -> dict[Key, str | None]:
     return {k: r.prompt_sha256 for k, r in latest(read_jsonl(path, model)).items() if r.status == "ok"}
 
 
-@dataclass
-class GradeSummary:
-    judge_model: str
-    single: Counter[str] = field(default_factory=Counter)  # status -> rows written by this call
-    pairwise: Counter[str] = field(default_factory=Counter)
-    skipped_single: int = 0
-    skipped_pairwise: int = 0
-    calls: int = 0  # HTTP requests made by this call
-    cache_hits: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    seconds: float = 0.0
-    first_error: str | None = None
-    final_single: Counter[str] = field(default_factory=Counter)  # latest row per key, whole file
-    final_pairwise: Counter[str] = field(default_factory=Counter)
-    probes: Counter[str] = field(default_factory=Counter)  # self-test rows written, by status
-    skipped_probes: int = 0
-
-    @property
-    def written(self) -> int:
-        return sum(self.single.values()) + sum(self.pairwise.values()) + sum(self.probes.values())
-
-    @property
-    def ok(self) -> int:
-        return self.single["ok"] + self.pairwise["ok"]
-
-    @staticmethod
-    def _counts(c: Counter[str]) -> str:
-        return ", ".join(f"{n} {s}" for s, n in sorted(c.items())) or "none"
-
-    def __str__(self) -> str:
-        counts = self._counts
-        return (f"grade ({self.judge_model}): single {counts(self.single)} written, "
-                f"{self.skipped_single} already done; pairwise {counts(self.pairwise)} written, "
-                f"{self.skipped_pairwise} already done; {self.calls} requests, {self.cache_hits} cache "
-                f"hits, {self.prompt_tokens}+{self.completion_tokens} tokens in {self.seconds:.1f} s. "
-                f"Now: single {counts(self.final_single)}; pairwise {counts(self.final_pairwise)}"
-                f"{self._probe_text()}")
-
-    def _probe_text(self) -> str:
-        if not self.probes and not self.skipped_probes:
-            return ""
-        return (f"; self-test probes {self._counts(self.probes)} written, {self.skipped_probes} "
-                "already done")
-
-    def short(self) -> str:
-        """The summary in one terminal line: what this call wrote, what was there, its cost."""
-        probes = (f", self-test probes {self._counts(self.probes)}"
-                  if self.probes or self.skipped_probes else "")
-        done = self.skipped_single + self.skipped_pairwise + self.skipped_probes
-        return (f"judgments: single {self._counts(self.single)}, pairwise "
-                f"{self._counts(self.pairwise)}{probes}; {done} already done; {self.calls} requests "
-                f"in {self.seconds:.0f} s")
-
-
 async def grade_plan(run: Run, client: JudgeClient, plan: Plan, prompts: PromptSet, *,
                      progress: bool = False) -> GradeSummary:
     """Judge every planned item, appending each row as soon as it is finished."""
@@ -231,15 +177,6 @@ async def grade_plan(run: Run, client: JudgeClient, plan: Plan, prompts: PromptS
     summary.calls, summary.cache_hits = stats.calls, stats.cache_hits
     summary.prompt_tokens, summary.completion_tokens = stats.prompt_tokens, stats.completion_tokens
     return summary
-
-
-def check_endpoint_worked(summary: GradeSummary, where: str) -> None:
-    """Every request of this call failed at the API: say so as one line (exit 2)."""
-    errors = summary.single["api_error"] + summary.pairwise["api_error"] + summary.probes["api_error"]
-    if summary.written and errors == summary.written:
-        raise JudgeEndpointError(
-            f"the judge at {where} failed every request ({errors} judgments recorded as api_error; "
-            f"first: {summary.first_error}); check the endpoint and rerun to retry them")
 
 
 # --------------------------------------------------------------------------- the stage
@@ -286,7 +223,7 @@ def _all_cached(plan: Plan, prompts: PromptSet, cache: Any, model: str, *, max_t
     return all(cached(messages, schema) for messages, schema in extra)
 
 
-def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None,
+def grade_run(run: Run, judge: str | None = None, *, base_url: str | Sequence[str] | None = None,
               mode: GradeMode = "both", roles: list[str] | None = None,
               questions: list[Question] | None = None, concurrency: int | None = None,
               max_retries: int = 4,
@@ -303,15 +240,16 @@ def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None
     judge cache, and stopped before this returns. ``max_text_chars`` caps the verdict's free text
     in the schema sent (default: `LOCAL_MAX_TEXT_CHARS` for a local judge, none otherwise);
     ``concurrency`` defaults to `LOCAL_CONCURRENCY` for a local judge, `REMOTE_CONCURRENCY` otherwise.
+    Several ``base_url`` make a judge fleet (`judge.grade.fleet`): ``concurrency`` is then per
+    endpoint, and every endpoint must answer before work starts.
     Raises `JudgeEndpointError` when every request of this call failed at the API (the failures
     are recorded first).
     """
     from judge.grade.cache import JudgeCache
+    from judge.grade.fleet import open_client
+    from judge.grade.preflight import check_timeout, reach_all
     from judge.grade.server import (DEFAULT_JUDGE, JudgeEndpoint, endpoint_for, open_judge,
                                     parse_judge_spec)
-    from judge.grade.client import OpenAIJudgeClient
-
-    from judge.grade.preflight import check_timeout, reach
 
     spec = parse_judge_spec(judge or DEFAULT_JUDGE, base_url)
     check_timeout(timeout_s)
@@ -348,14 +286,13 @@ def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None
                 needed = not _all_cached(plan, prompts, cache, model_name, max_tokens=max_tokens,
                                          max_text_chars=text_cap,
                                          extra=probe_requests(probe_plan, prompts))
-        if needed:
-            endpoint = endpoint_for(spec)
-            reach(endpoint.base_url, endpoint.api_key, timeout_s=timeout_s)
+        if needed:  # every endpoint of a fleet: one that does not answer is refused
+            reach_all(spec.base_urls or [None], endpoint_for(spec).api_key, timeout_s=timeout_s)
     if plan.single or plan.pairs or probe_plan.items:
 
         def record_start() -> None:  # only once the endpoint answered: a failed start changes nothing
             run.update_manifest(config={"judge": {"spec": judge or DEFAULT_JUDGE, "model": model_name,
-                                                  "base_url": spec.base_url, "mode": mode,
+                                                  "base_url": spec.recorded_base_url(), "mode": mode,
                                                   "probes": probes, "max_tokens": max_tokens,
                                                   "output_mode": output_mode}})
             run.mark_stage("grade", started=True)
@@ -366,11 +303,10 @@ def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None
         # writes its own RUN/logs/judge-server.log
         with engine_output(run.logs_dir, "grade"), JudgeCache(run.judge_cache_path) as cache:
 
-            async def go(endpoint: JudgeEndpoint, preflight: bool) -> GradeSummary:
-                client = OpenAIJudgeClient(
-                    endpoint.model, base_url=endpoint.base_url, api_key=endpoint.api_key, cache=cache,
-                    concurrency=concurrency, max_retries=max_retries, timeout_s=timeout_s,
-                    max_tokens=max_tokens, output_mode=output_mode,  # type: ignore[arg-type]
+            async def go(endpoints: list[JudgeEndpoint], preflight: bool) -> GradeSummary:
+                client = open_client(  # one endpoint: an OpenAIJudgeClient; several: a fleet
+                    endpoints, cache=cache, concurrency=concurrency, max_retries=max_retries,
+                    timeout_s=timeout_s, max_tokens=max_tokens, output_mode=output_mode,
                     max_text_chars=text_cap, http_client=http_client,
                     max_invalid_retries=LOCAL_INVALID_RETRIES if spec.kind == "local" else None)
                 try:
@@ -386,6 +322,7 @@ def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None
                     stats = client.stats
                     done.calls, done.cache_hits = stats.calls, stats.cache_hits
                     done.prompt_tokens, done.completion_tokens = stats.prompt_tokens, stats.completion_tokens
+                    done.endpoints = getattr(client, "endpoint_stats", list)()
                     return done
                 finally:
                     await client.aclose()
@@ -393,13 +330,13 @@ def grade_run(run: Run, judge: str | None = None, *, base_url: str | None = None
             if _all_cached(plan, prompts, cache, model_name, max_tokens=max_tokens,
                            max_text_chars=text_cap, extra=probe_requests(probe_plan, prompts)):
                 # nothing will be sent: do not start (or even need) the endpoint
-                summary = asyncio.run(go(JudgeEndpoint(model_name, "http://127.0.0.1:9/v1", "EMPTY"),
+                summary = asyncio.run(go([JudgeEndpoint(model_name, "http://127.0.0.1:9/v1", "EMPTY")],
                                          preflight=False))
             else:
-                with open_judge(spec, logs_dir=run.logs_dir) as endpoint:
-                    summary = asyncio.run(go(endpoint, preflight=True))
+                with open_judge(spec, logs_dir=run.logs_dir) as endpoints:
+                    summary = asyncio.run(go(endpoints, preflight=True))
         run.mark_stage("grade", finished=True)
     summary.final_single, summary.final_pairwise = final_counts(run, model_name)
-    check_endpoint_worked(summary, spec.base_url or ("the local judge" if spec.kind == "local"
-                                                      else "OpenAI"))
+    check_endpoint_worked(summary, ", ".join(spec.base_urls) or (
+        "the local judge" if spec.kind == "local" else "OpenAI"))
     return summary
