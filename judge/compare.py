@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,8 @@ from pydantic import ValidationError
 
 from judge.config import EngineOptions, ModelEntry, RunConfig
 from judge.errors import ConfigError
-from judge.schemas import ModelInfo
+from judge.executors import Executor
+from judge.schemas import ModelInfo, Question, QuestionSetInfo
 from judge.store import Run, describe_validation_error, resolve_run_dir
 
 
@@ -165,7 +167,7 @@ def no_judge(spec: str) -> bool:
 
 def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
     """Run every stage of a comparison; returns the run folder (and the gate's report)."""
-    from judge.generate import check_generation_inputs, generate, load_tokenizer
+    from judge.generate import check_generation_inputs, load_tokenizer
     from judge.grade import (check_timeout, endpoint_for, parse_judge_spec, reach_all,
                              require_local_judge_runtime)
     from judge.models import resolve_model
@@ -207,6 +209,36 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
         reach_all(spec.base_urls or [None], endpoint.api_key, timeout_s=cfg.judge.timeout_s)
     for path in dict.fromkeys(m.path for m in to_answer):  # a model without a usable tokenizer
         load_tokenizer(next(m for m in to_answer if m.path == path))
+    executor = open_executor(cfg)  # Ray missing or its cluster unreachable: refused before writing
+    try:
+        return _stages(cfg, run, info, questions, jobs, candidates, executor, progress, say)
+    finally:
+        executor.close()
+
+
+def open_executor(cfg: RunConfig) -> Executor:
+    """The run's executor, its cluster checked to answer (no Ray started yet)."""
+    from judge.executors import RaySettings, make_executor
+
+    e = cfg.executor
+    executor = make_executor(e.kind, RaySettings(
+        address=e.ray_address, max_retries=e.max_retries, task_timeout_s=e.task_timeout_s,
+        start_timeout_s=e.start_timeout_s, cpus_per_worker=e.cpus_per_worker))
+    check = getattr(executor, "check_address", None)
+    if check is not None:
+        check()
+    return executor
+
+
+Job = tuple[str, ModelInfo, EngineOptions]
+
+
+def _stages(cfg: RunConfig, run: Run, info: QuestionSetInfo, questions: list[Question],
+            jobs: list[Job], candidates: list[Job], executor: Executor, progress: bool,
+            say: Callable[[str], object]) -> Comparison:
+    """Every stage of an accepted comparison, in order (`compare` has checked the inputs)."""
+    from judge.generate import generate_all
+
     # every input accepted (a role's answers continue only under the generation config that
     # made them, recorded per role by `generate`): record the comparison
     say(f"run folder: {run.root}")
@@ -215,11 +247,10 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
         run.update_manifest(config={"compare": cfg.model_dump(mode="json")})
 
     # 1. answers ------------------------------------------------------------------------------
-    for role, model, opts in jobs:
-        res = generate(run, model, questions, info, role=role, gen=cfg.generation,
-                       engine_options=opts, progress=progress)
+    for res in generate_all(run, jobs, questions, info, gen=cfg.generation, progress=progress,
+                            executor=executor):
         took = f" ({res.tokens} tokens in {res.seconds:.0f} s)" if res.generated else ""
-        say(f"answers/{role}: {res.generated} new, {res.skipped} already there{took}")
+        say(f"answers/{res.role}: {res.generated} new, {res.skipped} already there{took}")
 
     # 1b. checks (answers graded by code where the set has checks; cheap, no model) ----------
     from judge.check import check_run
@@ -238,7 +269,8 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
                               jsd=d.jsd, dtype=base_opts.dtype,
                               device=base_opts.device, device_map=base_opts.device_map,
                               batch_tokens=d.batch_tokens)
-        for res in diverge(run, roles=[r for r, _, _ in candidates], options=opts, progress=progress):
+        for res in diverge(run, roles=[r for r, _, _ in candidates], options=opts, progress=progress,
+                           executor=executor):
             o = res.summary.overall
             say(f"divergence/{res.role}: mean KL {o.kl_mean:.4f} nats, same top-1 {o.same_top1:.1%} "
                 f"over {o.n_tokens} tokens")

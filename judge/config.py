@@ -119,6 +119,19 @@ class GateConfig(Record):
         return all(v is None for v in self.model_dump().values())
 
 
+class ExecutorConfig(Record):
+    """Where the model work runs: ``local`` (this process, one model at a time) or ``ray``."""
+
+    kind: Literal["local", "ray"] = "local"
+    # host:port of a running cluster's head, ``auto`` (the cluster this machine belongs to), or
+    # ``ray://host:port`` (Ray Client); None starts a local Ray instance for this command
+    ray_address: str | None = Field(default=None, min_length=1)
+    max_retries: int = Field(default=2, ge=0, le=20)  # new workers for a model after one fails
+    task_timeout_s: float = Field(default=3600.0, gt=0, allow_inf_nan=False)  # silent this long: hung
+    start_timeout_s: float = Field(default=900.0, gt=0, allow_inf_nan=False)  # placed and loaded
+    cpus_per_worker: float = Field(default=1.0, gt=0, allow_inf_nan=False)  # CPU-only clusters
+
+
 class RunConfig(Record):
     """Everything `judge compare` needs; what `--config run.toml` holds and the manifest records."""
 
@@ -134,6 +147,7 @@ class RunConfig(Record):
     divergence: DivergenceConfig = DivergenceConfig()
     report: ReportConfig = ReportConfig()
     gate: GateConfig | None = None  # checked after the report; the exit code follows it
+    executor: ExecutorConfig = ExecutorConfig()
 
     def engine_for(self, entry: ModelEntry) -> EngineOptions:
         return entry.engine or self.engine

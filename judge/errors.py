@@ -63,3 +63,7 @@ class JudgeSpecError(ConfigError):
 
 class JudgeEndpointError(JudgeError):
     """The judge endpoint cannot be reached or refuses every request."""
+
+
+class ExecutorError(JudgeError):
+    """The executor (a Ray cluster) cannot be reached, or a worker failed beyond its retries."""

@@ -49,6 +49,9 @@ def compare(
     tensor_parallel_size: Optional[int] = None,
     max_model_len: Optional[int] = None,
     top_k: Annotated[Optional[str], typer.Option(help="Divergence cache top-K, or 'full' for exact KL.")] = None,
+    executor: Annotated[Optional[str], typer.Option(help="Where the models run: 'local' (default; one after another) or 'ray' (each model a Ray actor, side by side; pip install 'judge[ray]').")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(help="With --executor ray: the cluster's head (host:port, 'auto' or ray://host:port); default: a local Ray instance.")] = None,
+    ray_cpus_per_worker: Annotated[Optional[float], typer.Option(help="With --executor ray on a CPU-only cluster: CPUs per model worker (default 1).")] = None,
     no_diverge: Annotated[bool, typer.Option("--no-diverge", help="Skip the divergence stage.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     verbose: VerboseOpt = False,
@@ -96,6 +99,8 @@ def compare(
         engine={"engine": engine, "dtype": dtype, "device": device, "device_map": device_map,
                 "tensor_parallel_size": tensor_parallel_size, "max_model_len": max_model_len},
         divergence=divergence,
+        executor={"kind": executor, "ray_address": ray_address,
+                  "cpus_per_worker": ray_cpus_per_worker},
     )
     cfg = make_config(file_values, overrides, config)
     result = run_compare(cfg, progress=progress)

@@ -32,13 +32,18 @@ def serve(
     outputs: Annotated[Optional[Path], typer.Option(help="Outputs folder: run folders and the index (default $JUDGE_OUTPUTS or outputs/).")] = None,
     token_file: Annotated[Optional[Path], typer.Option("--token-file", help="The token writes need (default: made once in OUTPUTS/service-token).")] = None,
     slots: Annotated[int, typer.Option(min=1, max=64, help="Comparisons run at a time (default 1: one accelerator).")] = 1,
+    executor: Annotated[str, typer.Option(help="Where jobs run their models: 'local' (this machine, one model at a time) or 'ray' (a Ray cluster; pip install 'judge[ray]').")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="With --executor ray: the cluster's head (host:port, 'auto' or ray://host:port); default: a local Ray instance the server starts for its jobs.")] = None,
 ) -> None:
     """Serve the judging service: REST API under /v1, web UI, job queue."""
+    from judge.errors import ConfigError
     from judge.service import serve as run_serve
     from judge.store import default_outputs_dir
 
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"--executor {executor!r}: give 'local' or 'ray'")
     run_serve(host=host, port=port, outputs=outputs or default_outputs_dir(), token_file=token_file,
-              slots=slots)
+              slots=slots, executor=executor, ray_address=ray_address)
 
 
 @app.command()

@@ -29,6 +29,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from judge.diverge.options import DivergeOptions
@@ -36,6 +37,7 @@ from judge.diverge.cache import (LLAMA_CPP_BYTES_PER_VOCAB, BaselineCache, Seque
                                     payload_bytes_per_token, sequences_sha256)
 from judge.diverge.summary import (CacheInfo, DivergenceSummary, KLKind, grouped_summaries,
                                       summarize, turn_rows)
+from judge.executors import Executor, WorkSpec
 from judge.errors import EngineError, ModelSpecError, RunFolderError, TokenizerMismatchError
 from judge.schemas import Answer, ModelInfo, Question, TurnDivergence
 from judge.store import Run, read_jsonl, write_atomic
@@ -155,11 +157,12 @@ def _roles(run: Run, roles: list[str] | None) -> dict[str, ModelInfo]:
 
 
 def diverge(run: Run, roles: list[str] | None = None, options: DivergeOptions = DivergeOptions(),
-            progress: bool = True) -> list[DivergeResult]:
-    """Run the divergence stage for ``roles`` (default: every compressed role of the run)."""
+            progress: bool = True, executor: Executor | None = None) -> list[DivergeResult]:
+    """Run the divergence stage for ``roles`` (default: every compressed role of the run) through
+    ``executor`` (default: local): the baseline's cache first, then every candidate's pass."""
     from judge.diverge.loadcheck import check_loadable
-    from judge.diverge.passes import baseline_pass, compressed_pass
-    from judge.logs import engine_output
+    from judge.diverge.passes import baseline_spec, compressed_spec
+    from judge.executors import LocalExecutor
 
     t_start = time.perf_counter()
     targets = _roles(run, roles)
@@ -183,10 +186,12 @@ def diverge(run: Run, roles: list[str] | None = None, options: DivergeOptions = 
     cache.check_header(tokenizer_sha256=base_sha, vocab_sha256=base_vocab,
                        baseline_fingerprint=baseline.fingerprint)
     todo = cache.check_sequences(seqs)
+    executor = executor or LocalExecutor()
     if todo:
         run.mark_stage("diverge:baseline", started=True)
-        with engine_output(run.logs_dir, "diverge-baseline"):
-            baseline_pass(cache, todo, baseline, (base_sha, base_vocab), options, progress)
+        spec = baseline_spec(cache, todo, baseline, (base_sha, base_vocab), options)
+        spec.log = (run.logs_dir, "diverge-baseline")
+        executor.run([spec], label="diverge", progress=progress)
         run.mark_stage("diverge:baseline", finished=True)
     header = cache.header()
     if header is None:
@@ -194,9 +199,10 @@ def diverge(run: Run, roles: list[str] | None = None, options: DivergeOptions = 
                              "rebuild it", path=cache.root)
     cache_time = time.perf_counter() - t_start
     ids = {q.key: q.question_id for q in questions}
-    results = []
+    # every candidate's pass through the executor at once: side by side on Ray, one after another
+    # locally; each spec's own start and end times are its seconds
+    specs: dict[str, tuple[WorkSpec, Path, dict[str, float]]] = {}
     for role, info in targets.items():
-        t0 = time.perf_counter()
         run.mark_stage(f"diverge:{role}", started=True)
         signature = {"top_k": options.top_k, "tail_samples": options.n_tail_samples,
                      "reverse": options.reverse, "jsd": options.jsd,
@@ -204,18 +210,33 @@ def diverge(run: Run, roles: list[str] | None = None, options: DivergeOptions = 
                      "fingerprint": info.fingerprint.model_dump(mode="json")
                      if info.fingerprint else None}
         parts_dir = run.divergence_dir / f"{role}.parts" / cache.root.name
-        with engine_output(run.logs_dir, f"diverge-{role}"):
-            scored = compressed_pass(cache, parts_dir, info, header.vocab_size, signature, options,
-                                     progress)
+        spec = compressed_spec(cache, parts_dir, info, header.vocab_size, signature, options, role)
+        spec.log = (run.logs_dir, f"diverge-{role}")
+        times = {"start": 0.0, "end": 0.0}
+        spec.on_start = _stamp(times, "start")
+        spec.on_done = _stamp(times, "end")
+        specs[role] = (spec, parts_dir, times)
+    executor.run([spec for spec, _, _ in specs.values()], label="diverge", progress=progress)
+    results = []
+    for role, info in targets.items():
+        spec, parts_dir, times = specs[role]
+        t0 = time.perf_counter()
         arrays = _merge_parts(cache, parts_dir, seqs, role, info, options)
-        seconds = time.perf_counter() - t0 + (cache_time if not results else 0.0)
+        seconds = (times["end"] - times["start"] + time.perf_counter() - t0
+                   + (cache_time if not results else 0.0))
         summary = _write_outputs(run, role, arrays, ids, baseline, info, options, cache, header,
                                  seqs, seconds)
         run.mark_stage(f"diverge:{role}", finished=True)
         results.append(DivergeResult(role, *output_paths(run, role), summary=summary,
                                      cached_now=len(todo) if not results else 0,
-                                     scored_now=scored, seconds=seconds))
+                                     scored_now=spec.total, seconds=seconds))
     return results
+
+
+def _stamp(times: dict[str, float], key: str) -> Callable[[], None]:
+    def stamp() -> None:
+        times[key] = time.perf_counter()
+    return stamp
 
 
 def _merge_parts(cache: BaselineCache, parts_dir: Path, seqs: list[Sequence], role: str,

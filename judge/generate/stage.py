@@ -8,20 +8,19 @@ rerun skips every question already answered.
 
 from __future__ import annotations
 
-import dataclasses
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from judge.config import EngineOptions, GenerationConfig
-from judge.errors import EngineError, ModelSpecError, RunFolderError
-from judge.generate.chat import conversation, decode, prompt_ids
+from judge.errors import EngineError, RunFolderError
+from judge.executors import Executor
+from judge.generate.work import answer_chunk, load_tokenizer
 from judge.generate.engines import Engine
 from judge.models import check_weights
-from judge.schemas import ROLE_RE, Answer, AnswerChoice, ModelInfo, Question, QuestionSetInfo
-from judge.store import Run, append_jsonl, package_versions, read_jsonl
+from judge.schemas import ROLE_RE, Answer, ModelInfo, Question, QuestionSetInfo
+from judge.store import Run, append_jsonl, read_jsonl
 
 
 @dataclass(frozen=True)
@@ -85,24 +84,6 @@ def check_device(options: EngineOptions) -> None:
                               "--device cpu (or leave it out)")
 
 
-def load_tokenizer(model: ModelInfo) -> Any:
-    """The model's tokenizer, or one line saying why not (library output kept off the terminal)."""
-    import tempfile
-
-    from judge.logs import engine_output
-
-    with tempfile.TemporaryDirectory(prefix="judge-tokenizer-") as scratch:
-        with engine_output(Path(scratch), "tokenizer"):
-            from transformers import AutoTokenizer
-
-            try:
-                return AutoTokenizer.from_pretrained(model.path)
-            except Exception as err:  # noqa: BLE001 - tokenizers raises plain Exception too
-                # no tokenizer files, or files transformers cannot read
-                raise ModelSpecError(f"cannot load a tokenizer from {model.path}: "
-                                     f"{' '.join(str(err).split())[:300]}") from None
-
-
 def check_generation_inputs(run: Run, role: str, model: ModelInfo, info: QuestionSetInfo,
                             gen: GenerationConfig, engine_options: EngineOptions) -> bool:
     """Every check `generate` makes before it writes (no model loaded): the role, the run's
@@ -137,48 +118,51 @@ def generate(
     gen: GenerationConfig = GenerationConfig(),
     engine_options: EngineOptions = EngineOptions(),
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> GenerateResult:
     """Answer every question not yet in ``RUN/answers/<role>.jsonl``."""
-    if not ROLE_RE.match(role):
-        raise RunFolderError(f"invalid role {role!r}: use baseline, control, compressed or compressed-NAME")
-    check_run_questions(run, info)
-    check_run_model(run, role, model)
-    path = run.answers_path(role)
-    done = finished_ids(path)
-    todo = [q for q in questions if q.key not in done]
-    check_run_generation(run, role, gen, bool(done))
-    if not todo:  # a no-op rerun changes nothing, not even the recorded config
-        return GenerateResult(role, path, 0, len(done), 0, 0.0)
-    check_device(engine_options)
-    check_weights(Path(model.path))
-    run.check_folders(run.answers_path(role).parent, run.logs_dir)
-    tokenizer = load_tokenizer(model)  # every input checked before the first write to the run
+    return generate_all(run, [(role, model, engine_options)], questions, info, gen=gen,
+                        progress=progress, executor=executor)[0]
 
-    from judge.logs import engine_output
 
-    with engine_output(run.logs_dir, f"generate-{role}") as log_path:
-        from judge.generate.engines import make_engine
+def generate_all(run: Run, jobs: list[tuple[str, ModelInfo, EngineOptions]],
+                 questions: list[Question], info: QuestionSetInfo, *,
+                 gen: GenerationConfig = GenerationConfig(), progress: bool = True,
+                 executor: Executor | None = None) -> list[GenerateResult]:
+    """Answer the questions with every (role, model, engine options) of ``jobs``, through
+    ``executor`` (default: local, one model after another; on Ray, side by side). Every input of
+    every job is checked before the first write."""
+    from judge.executors import LocalExecutor
+    from judge.generate.work import generation_spec
 
-        engine = make_engine(model.path, engine_options, seed=gen.seed)
-        try:
-            # the engine is up: record what produces this role's answers (kept as first recorded
-            # when the role is continued; check_run_generation refused a different generation)
-            manifest = run.load_manifest()
-            key = f"generate:{role}"
-            recorded = manifest.config.get(key) if manifest else None
-            config: dict[str, object] = {}
-            if not (done and isinstance(recorded, dict)):
-                config[key] = {"generation": gen.model_dump(), "engine": engine_options.model_dump()}
-                if role == "baseline":  # the divergence stage reads the baseline's system prompt
-                    config["generation"] = gen.model_dump()
-            run.update_manifest(questions=info, models={role: model}, versions=package_versions(),
-                                seed=gen.seed, **({"config": config} if config else {}))
-            result = generate_with(engine, tokenizer, run, model, todo, role=role, gen=gen,
-                                   chunk_size=engine_options.chunk_size, skipped=len(done),
-                                   progress=progress)
-        finally:
-            engine.close()
-    return dataclasses.replace(result, log_path=log_path)
+    planned = []
+    for role, model, opts in jobs:
+        if not ROLE_RE.match(role):
+            raise RunFolderError(f"invalid role {role!r}: use baseline, control, compressed or "
+                                 "compressed-NAME")
+        check_run_questions(run, info)
+        check_run_model(run, role, model)
+        done = finished_ids(run.answers_path(role))
+        todo = [q for q in questions if q.key not in done]
+        check_run_generation(run, role, gen, bool(done))
+        if todo:  # a no-op rerun changes nothing, not even the recorded config
+            check_device(opts)
+            check_weights(Path(model.path))
+            run.check_folders(run.answers_path(role).parent, run.logs_dir)
+            load_tokenizer(model)  # every input checked before the first write to the run
+        planned.append((role, model, opts, todo, len(done)))
+    specs, tallies = [], []
+    for role, model, opts, todo, skipped in planned:
+        spec, tally = generation_spec(run, model, todo, info, role=role, gen=gen,
+                                      engine_options=opts, skipped=skipped)
+        specs.append(spec)
+        tallies.append(tally)
+    executor = executor or LocalExecutor()
+    executor.run(specs, label="generate", progress=progress)
+    return [GenerateResult(role, run.answers_path(role), len(todo), skipped, int(t["tokens"]),
+                           t["seconds"], log_path=(run.logs_dir / f"generate-{role}.log"
+                                                   if todo else None))
+            for (role, _, _, todo, skipped), t in zip(planned, tallies)]
 
 
 def generate_with(engine: Engine, tokenizer: Any, run: Run, model: ModelInfo, todo: list[Question], *,
@@ -194,41 +178,9 @@ def generate_with(engine: Engine, tokenizer: Any, run: Run, model: ModelInfo, to
     with stage_progress(f"generate {role}", total=len(todo), enabled=progress) as advance:
         for start in range(0, len(todo), chunk_size):
             chunk = todo[start:start + chunk_size]
-            answers, tokens = _answer_chunk(engine, tokenizer, chunk, model, role, gen)
+            answers, tokens = answer_chunk(engine, tokenizer, chunk, model, role, gen)
             append_jsonl(path, answers)
             n_tokens += tokens
             advance(len(chunk), tokens=tokens)
     run.mark_stage(f"generate:{role}", finished=True)
     return GenerateResult(role, path, len(todo), skipped, n_tokens, time.perf_counter() - t0)
-
-
-def _answer_chunk(engine: Engine, tokenizer: Any, chunk: list[Question], model: ModelInfo, role: str,
-                  gen: GenerationConfig) -> tuple[list[Answer], int]:
-    texts: list[list[str]] = [[] for _ in chunk]
-    ids: list[list[list[int]]] = [[] for _ in chunk]
-    prompt_counts: list[list[int]] = [[] for _ in chunk]
-    finish: list[list[str]] = [[] for _ in chunk]
-    specs = [gen.spec_for(q) for q in chunk]
-    n_turns = max(len(q.turns) for q in chunk)
-    for turn in range(n_turns):
-        active = [i for i, q in enumerate(chunk) if turn < len(q.turns)]
-        prompts = [prompt_ids(tokenizer, conversation(chunk[i].turns, texts[i], gen.system_prompt))
-                   for i in active]
-        outs = engine.generate(prompts, [specs[i] for i in active])
-        for i, prompt, out in zip(active, prompts, outs):
-            texts[i].append(decode(tokenizer, out.token_ids))
-            ids[i].append(out.token_ids)
-            prompt_counts[i].append(len(prompt))
-            finish[i].append(out.finish_reason)
-    now = time.time()
-    answers = [
-        Answer(
-            question_id=q.question_id, answer_id=uuid.uuid4().hex[:22], model_id=model.name,
-            choices=[AnswerChoice(index=0, turns=texts[i])], tstamp=now, role=role,
-            category=q.category, token_ids=ids[i], prompt_token_counts=prompt_counts[i],
-            finish_reasons=finish[i], sampling=specs[i], engine=engine.name,
-            engine_version=engine.version,
-        )
-        for i, q in enumerate(chunk)
-    ]
-    return answers, sum(len(t) for row in ids for t in row)

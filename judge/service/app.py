@@ -53,8 +53,10 @@ class SecurityMiddleware:
 
 
 def create_app(outputs: Path, *, token: str, slots: int = 1, bind: str = "127.0.0.1",
-               extra_hosts: set[str] | None = None, run_jobs: bool = True):
-    """The app; with ``run_jobs=False`` no job runs (tests of the API alone)."""
+               extra_hosts: set[str] | None = None, run_jobs: bool = True,
+               executor: dict | None = None):
+    """The app; with ``run_jobs=False`` no job runs (tests of the API alone). ``executor`` (the
+    run config's ``executor`` table) replaces every job's own: the server decides where jobs run."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
@@ -66,7 +68,7 @@ def create_app(outputs: Path, *, token: str, slots: int = 1, bind: str = "127.0.
     outputs = Path(outputs).resolve()
     index = Index(outputs)
     views = Views(index)
-    runner = Runner(index, outputs, slots)
+    runner = Runner(index, outputs, slots, executor=executor)
     context = ServiceContext(outputs, index, runner, views, token)
 
     @asynccontextmanager
@@ -101,8 +103,13 @@ def create_app(outputs: Path, *, token: str, slots: int = 1, bind: str = "127.0.
 
 
 def serve(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT, outputs: Path,
-          token_file: Path | None = None, slots: int = 1, say=print) -> None:
-    """Check the bind, make or read the token, and run the service until interrupted."""
+          token_file: Path | None = None, slots: int = 1, executor: str = "local",
+          ray_address: str | None = None, say=print) -> None:
+    """Check the bind, make or read the token, and run the service until interrupted.
+
+    With ``executor="ray"`` every job runs its models on the Ray cluster at ``ray_address``; without
+    an address the server starts a local Ray instance for its jobs to share (one set of CPUs and
+    GPUs for every slot) and ends it on exit."""
     check_bind(host, token_file)
     try:
         import fastapi  # noqa: F401
@@ -110,9 +117,36 @@ def serve(*, host: str = "127.0.0.1", port: int = DEFAULT_PORT, outputs: Path,
     except ImportError:
         raise ConfigError("judge serve needs fastapi and uvicorn: pip install 'judge[serve]'") from None
     token = server_token(outputs, token_file)
-    app = create_app(outputs, token=token, slots=slots, bind=host)
-    shown = f"[{host}]" if ":" in host else host
-    say(f"judge serve: http://{shown}:{port}/ (API docs /docs), outputs {Path(outputs).resolve()}, "
-        f"{slots} slot(s); writes need the token"
-        + ("" if token_file else f" in {Path(outputs) / 'service-token'}"))
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    job_executor, stop_ray = None, None
+    if executor == "ray":
+        job_executor, stop_ray = ray_for_jobs(ray_address, Path(outputs))
+    elif ray_address:
+        raise ConfigError("--ray-address needs --executor ray")
+    try:
+        app = create_app(outputs, token=token, slots=slots, bind=host, executor=job_executor)
+        shown = f"[{host}]" if ":" in host else host
+        where = f"; jobs on Ray at {job_executor['ray_address']}" if job_executor else ""
+        say(f"judge serve: http://{shown}:{port}/ (API docs /docs), outputs "
+            f"{Path(outputs).resolve()}, {slots} slot(s){where}; writes need the token"
+            + ("" if token_file else f" in {Path(outputs) / 'service-token'}"))
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        if stop_ray is not None:
+            stop_ray()
+
+
+def ray_for_jobs(address: str | None, outputs: Path) -> tuple[dict, object]:
+    """The executor table every job gets, and what ends the local Ray instance (None: not ours)."""
+    from judge.executors import RaySettings, make_executor
+
+    ex = make_executor("ray", RaySettings(address=address))
+    if address:
+        ex.check_address()  # type: ignore[attr-defined]
+        return {"kind": "ray", "ray_address": address}, None
+    from judge.logs import engine_output
+
+    with engine_output(Path(outputs) / "logs", "ray-serve"):  # Ray's start-up lines
+        ex.connect()  # type: ignore[attr-defined]
+    import ray
+
+    return {"kind": "ray", "ray_address": ray.get_runtime_context().gcs_address}, ex.close

@@ -100,8 +100,9 @@ def error_line(log: Path) -> str:
 class Runner:
     """Runs the comparisons of one outputs folder; `start` it once, `stop` it on shutdown."""
 
-    def __init__(self, index: Index, outputs: Path, slots: int = 1):
+    def __init__(self, index: Index, outputs: Path, slots: int = 1, executor: dict | None = None):
         self.index, self.outputs, self.slots = index, Path(outputs), max(1, slots)
+        self.executor = executor  # the server's choice, given to every job's config
         self.children: dict[str, Child] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -180,7 +181,10 @@ class Runner:
         if not self.index.jobs(row.id):  # a new comparison in a reused run folder: fresh progress
             progress_path(run_dir).unlink(missing_ok=True)
         config = sdir / "config.json"
-        config.write_text(json.dumps({"config": {"compare": row.config}}, indent=1) + "\n",
+        compare = dict(row.config)
+        if self.executor is not None:
+            compare["executor"] = {**(compare.get("executor") or {}), **self.executor}
+        config.write_text(json.dumps({"config": {"compare": compare}}, indent=1) + "\n",
                           encoding="utf-8")
         env = dict(os.environ, JUDGE_PROGRESS_FILE=str(progress_path(run_dir)),
                    JUDGE_OUTPUTS=str(self.outputs), PYTHONUNBUFFERED="1")
