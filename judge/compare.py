@@ -167,7 +167,7 @@ def no_judge(spec: str) -> bool:
 
 def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
     """Run every stage of a comparison; returns the run folder (and the gate's report)."""
-    from judge.generate import check_generation_inputs, load_tokenizer
+    from judge.generate import check_data_parallel, check_generation_inputs, load_tokenizer
     from judge.grade import (check_timeout, endpoint_for, parse_judge_spec, reach_all,
                              require_local_judge_runtime)
     from judge.models import resolve_model
@@ -210,6 +210,8 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
     for path in dict.fromkeys(m.path for m in to_answer):  # a model without a usable tokenizer
         load_tokenizer(next(m for m in to_answer if m.path == path))
     executor = open_executor(cfg)  # Ray missing or its cluster unreachable: refused before writing
+    for _, _, opts in jobs:
+        check_data_parallel(executor, opts)
     try:
         return _stages(cfg, run, info, questions, jobs, candidates, executor, progress, say)
     finally:

@@ -32,6 +32,8 @@ class EngineOptions(Record):
     device: str | None = Field(default=None, pattern=r"^(cpu|cuda(:[0-9]{1,2})?|mps|xpu(:[0-9]{1,2})?)$")
     device_map: str | None = None  # hf: "auto" to spread a large model over several GPUs
     tensor_parallel_size: int = Field(default=1, ge=1)  # vllm
+    # generation replicas of this model, each tensor_parallel_size GPUs (needs the Ray executor)
+    data_parallel_size: int = Field(default=1, ge=1, le=1024)
     max_model_len: int | None = Field(default=None, ge=16)  # vllm
     gpu_memory_utilization: float = Field(default=0.85, gt=0.0, le=1.0)  # vllm
     enforce_eager: bool | None = None  # vllm; None = eager on CPU (fast start), compiled on GPU

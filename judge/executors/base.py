@@ -47,7 +47,8 @@ class WorkSpec:
     function, for Ray); ``on_result(i, result)`` runs here in order of ``i`` and returns the units
     to advance the progress (items, tokens). ``on_start`` runs here once the worker is up, before
     the first result is handled; ``on_done`` after the last. ``gpus`` is what the model needs on a
-    GPU cluster (its tensor-parallel size); ``log`` names ``RUN/logs/<name>.log`` for the local
+    GPU cluster (its tensor-parallel size); ``replicas`` > 1 spreads the items over that many
+    workers (data parallel; the local executor has one); ``log`` names ``RUN/logs/<name>.log`` for the local
     executor (Ray keeps a worker's output in its own logs).
     """
 
@@ -59,6 +60,7 @@ class WorkSpec:
     on_start: Callable[[], None] = lambda: None
     on_done: Callable[[], None] = lambda: None
     gpus: int = 1
+    replicas: int = 1  # data parallel: workers sharing the items (Ray; local runs one)
     log: tuple[Path, str] | None = None
     label: str = ""  # the progress bar's label; default: name
     extra: dict[str, Any] = field(default_factory=dict)  # what a worker reports back (pid, node)

@@ -72,23 +72,40 @@ class _Host:
 
 
 @dataclass
+class _Replica:
+    """One worker of a spec (a spec with ``replicas`` > 1 is data parallel: item i goes to replica
+    i mod replicas)."""
+
+    index: int
+    items: list[int]
+    actor: Any = None
+    generation: int = 0  # bumps with every new actor: results of an older one are ignored
+    up: bool = False  # the current actor's worker is loaded
+    since: float = 0.0  # when the current actor was asked for, or its last result came
+    released: bool = False  # all its items are back; its actor ended
+
+
+@dataclass
 class _State:
     """The driver's view of one spec on Ray."""
 
     spec: WorkSpec
-    actor: Any = None
-    generation: int = 0  # bumps with every new actor: results of an older one are ignored
-    failures: int = 0
+    replicas: list[_Replica] = field(default_factory=list)
+    failures: int = 0  # over all its replicas
     started: bool = False  # on_start has run
-    up: bool = False  # the current actor's worker is loaded
-    since: float = 0.0  # when the current actor was asked for, or its last result came
     next: int = 0  # the first item not yet written
     results: dict[int, Any] = field(default_factory=dict)  # back, waiting for an earlier item
-    last_error: str = ""
+
+    def __post_init__(self) -> None:
+        n = max(1, min(self.spec.replicas, len(self.spec.items)))
+        self.replicas = [_Replica(r, list(range(r, len(self.spec.items), n))) for r in range(n)]
 
     @property
     def done(self) -> bool:
         return self.next >= len(self.spec.items)
+
+    def back(self, rep: _Replica) -> bool:
+        return all(i < self.next or i in self.results for i in rep.items)
 
 
 def label_of(states: list[_State]) -> str:
@@ -180,7 +197,8 @@ class RayExecutor:
             stack.callback(self._kill_all, states)  # on any exit: no worker outlives the call
             stack.callback(self._refs.clear)
             one = states[0].spec if len(states) == 1 else None
-            bar_label = (one.label or one.name) if one else f"{label} on Ray ({len(states)} workers)"
+            n = sum(len(st.replicas) for st in states)
+            bar_label = (one.label or one.name) if one and n == 1 else f"{label} on Ray ({n} workers)"
             with stage_progress(bar_label, total=sum(st.spec.total for st in states),
                                 enabled=progress) as advance:
                 self._loop(states, advance)
@@ -216,51 +234,52 @@ class RayExecutor:
             self._refs[item.key] = ray.put(item.load())
         return self._refs[item.key]
 
-    def _start(self, st: _State, pending: dict[Any, tuple[_State, int, int]]) -> None:
-        """A new actor for ``st`` with every unfinished item queued on it."""
+    def _start(self, st: _State, rep: _Replica, pending: dict[Any, tuple]) -> None:
+        """A new actor for replica ``rep`` of ``st`` with its unfinished items queued on it."""
         import ray
 
-        st.generation += 1
-        st.up = False
-        st.since = time.monotonic()
+        rep.generation += 1
+        rep.up = False
+        rep.since = time.monotonic()
         host = ray.remote(_Host).options(max_restarts=0, max_task_retries=0,
                                          **self._resources(st.spec))
-        st.actor = host.remote(st.spec.worker)
-        pending[st.actor.setup.remote()] = (st, st.generation, -1)
-        for i in range(st.next, len(st.spec.items)):
-            if i not in st.results:
-                pending[st.actor.run.remote(self._arg(st.spec.items[i]))] = (st, st.generation, i)
+        rep.actor = host.remote(st.spec.worker)
+        pending[rep.actor.setup.remote()] = (st, rep, rep.generation, -1)
+        for i in rep.items:
+            if i >= st.next and i not in st.results:
+                pending[rep.actor.run.remote(self._arg(st.spec.items[i]))] = (
+                    st, rep, rep.generation, i)
 
-    def _fail(self, st: _State, why: str, pending: dict[Any, tuple[_State, int, int]]) -> None:
-        """Count a failure of ``st``'s worker: a new worker takes over, or the spec fails."""
+    def _fail(self, st: _State, rep: _Replica, why: str, pending: dict[Any, tuple]) -> None:
+        """Count a failure of a worker of ``st``: a new worker takes over, or the spec fails."""
         import ray
 
         st.failures += 1
-        st.last_error = why
-        if st.actor is not None:
-            ray.kill(st.actor, no_restart=True)
-            st.actor = None
+        if rep.actor is not None:
+            ray.kill(rep.actor, no_restart=True)
+            rep.actor = None
         if st.failures > self.settings.max_retries:
             written = f"; {st.next} of {len(st.spec.items)} items were written and are kept"
             raise ExecutorError(f"{st.spec.name}: failed on Ray {st.failures} times, last: {why}"
                                 f"{written}; rerun to continue (worker logs: `ray logs`)")
-        self._start(st, pending)
+        self._start(st, rep, pending)
 
     def _loop(self, states: list[_State], advance: Any) -> None:
         import ray
         from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
         s = self.settings
-        pending: dict[Any, tuple[_State, int, int]] = {}
+        pending: dict[Any, tuple] = {}
         for st in states:
-            self._start(st, pending)
+            for rep in st.replicas:
+                self._start(st, rep, pending)
         while not all(st.done for st in states):
             if not pending:  # cannot happen: every unfinished spec has a worker with its items
                 raise ExecutorError(f"{label_of(states)}: nothing left to wait for on Ray")
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=s.poll_s)
             for ref in ready:
-                st, generation, i = pending.pop(ref)
-                if generation != st.generation or st.done:
+                st, rep, generation, i = pending.pop(ref)
+                if generation != rep.generation or rep.released:
                     continue  # from a worker already replaced
                 try:
                     value = ray.get(ref, timeout=RESULT_GET_TIMEOUT_S)
@@ -268,16 +287,17 @@ class RayExecutor:
                     cause = getattr(err, "cause", None)
                     if isinstance(cause, JudgeError):
                         raise cause from None  # deterministic: a new worker would fail alike
-                    self._fail(st, _one_line(cause if isinstance(cause, BaseException) else err),
-                               pending)
+                    self._fail(st, rep, _one_line(cause if isinstance(cause, BaseException)
+                                                  else err), pending)
                     continue
                 except (RayError, GetTimeoutError) as err:  # the worker or its node died
-                    self._fail(st, _one_line(err), pending)
+                    self._fail(st, rep, _one_line(err), pending)
                     continue
-                st.since = time.monotonic()
+                rep.since = time.monotonic()
                 if i < 0:
-                    st.up = True
-                    self.workers[st.spec.name] = value
+                    rep.up = True
+                    name = st.spec.name + (f" #{rep.index}" if rep.index else "")
+                    self.workers[name] = value
                     if not st.started:
                         st.started = True
                         st.spec.on_start()
@@ -287,37 +307,42 @@ class RayExecutor:
                     n, tokens = st.spec.on_result(st.next, st.results.pop(st.next))
                     advance(n, tokens=tokens)
                     st.next += 1
+                for other in st.replicas:  # all its items back: its CPUs or GPUs are free
+                    if not other.released and st.back(other):
+                        self._release(other)
                 if st.done:
-                    self._release(st)  # its CPUs or GPUs go to a spec still waiting for them
                     st.spec.on_done()
             now = time.monotonic()
             for st in states:
-                if st.done:
-                    continue
-                if not st.up and now - st.since > s.start_timeout_s:
-                    self._fail(st, f"not placed and loaded within {s.start_timeout_s:g} s", pending)
-                elif st.up and now - st.since > s.task_timeout_s:
-                    self._fail(st, f"no result for {s.task_timeout_s:g} s (hung)", pending)
+                for rep in st.replicas:
+                    if rep.released or st.back(rep):
+                        continue
+                    if not rep.up and now - rep.since > s.start_timeout_s:
+                        self._fail(st, rep, f"not placed and loaded within {s.start_timeout_s:g} s",
+                                   pending)
+                    elif rep.up and now - rep.since > s.task_timeout_s:
+                        self._fail(st, rep, f"no result for {s.task_timeout_s:g} s (hung)", pending)
 
-    def _release(self, st: _State) -> None:
-        """A spec's items are all written: close its worker (engine shut down, bounded) and end
-        the actor."""
+    def _release(self, rep: _Replica) -> None:
+        """A worker whose items are all back: close it (engine shut down, bounded), end the actor."""
         import ray
         from ray.exceptions import GetTimeoutError, RayError
 
-        if st.actor is None:
+        rep.released = True
+        if rep.actor is None:
             return
         try:
-            ray.get(st.actor.close.remote(), timeout=CLOSE_TIMEOUT_S)
+            ray.get(rep.actor.close.remote(), timeout=CLOSE_TIMEOUT_S)
         except (RayError, GetTimeoutError):
             pass  # a dead or stuck worker: killed either way
-        ray.kill(st.actor, no_restart=True)
-        st.actor = None
+        ray.kill(rep.actor, no_restart=True)
+        rep.actor = None
 
     def _kill_all(self, states: list[_State]) -> None:
         import ray
 
         for st in states:
-            if st.actor is not None:
-                ray.kill(st.actor, no_restart=True)
-                st.actor = None
+            for rep in st.replicas:
+                if rep.actor is not None:
+                    ray.kill(rep.actor, no_restart=True)
+                    rep.actor = None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from judge.config import EngineOptions, GenerationConfig
-from judge.errors import EngineError, RunFolderError
+from judge.errors import ConfigError, EngineError, RunFolderError
 from judge.executors import Executor
 from judge.generate.work import answer_chunk, load_tokenizer
 from judge.generate.engines import Engine
@@ -125,6 +125,13 @@ def generate(
                         progress=progress, executor=executor)[0]
 
 
+def check_data_parallel(executor: Executor, options: EngineOptions) -> None:
+    """Replicas of one model need an executor that runs several workers: Ray."""
+    if options.data_parallel_size > 1 and executor.name != "ray":
+        raise ConfigError(f"--data-parallel-size {options.data_parallel_size} needs --executor ray "
+                          "(without --ray-address a local Ray instance uses this machine's GPUs)")
+
+
 def generate_all(run: Run, jobs: list[tuple[str, ModelInfo, EngineOptions]],
                  questions: list[Question], info: QuestionSetInfo, *,
                  gen: GenerationConfig = GenerationConfig(), progress: bool = True,
@@ -135,8 +142,10 @@ def generate_all(run: Run, jobs: list[tuple[str, ModelInfo, EngineOptions]],
     from judge.executors import LocalExecutor
     from judge.generate.work import generation_spec
 
+    executor = executor or LocalExecutor()
     planned = []
     for role, model, opts in jobs:
+        check_data_parallel(executor, opts)
         if not ROLE_RE.match(role):
             raise RunFolderError(f"invalid role {role!r}: use baseline, control, compressed or "
                                  "compressed-NAME")
@@ -157,7 +166,6 @@ def generate_all(run: Run, jobs: list[tuple[str, ModelInfo, EngineOptions]],
                                       engine_options=opts, skipped=skipped)
         specs.append(spec)
         tallies.append(tally)
-    executor = executor or LocalExecutor()
     executor.run(specs, label="generate", progress=progress)
     return [GenerateResult(role, run.answers_path(role), len(todo), skipped, int(t["tokens"]),
                            t["seconds"], log_path=(run.logs_dir / f"generate-{role}.log"

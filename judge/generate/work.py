@@ -88,11 +88,14 @@ def generation_spec(run: Run, model: ModelInfo, todo: list[Question], info: Ques
         tally["seconds"] = time.perf_counter() - tally["t0"]
 
     size = engine_options.chunk_size
+    dp = engine_options.data_parallel_size
+    if dp > 1:  # every replica gets a share of the questions, not only the first chunks
+        size = max(1, min(size, -(-len(todo) // dp)))
     spec = WorkSpec(
         name=f"generate {role}", worker=worker or GenerationWorker(model, engine_options, gen, role),
         items=[todo[i:i + size] for i in range(0, len(todo), size)], on_result=on_result,
         total=len(todo), on_start=on_start, on_done=on_done,
-        gpus=engine_options.tensor_parallel_size, log=(run.logs_dir, f"generate-{role}"))
+        gpus=engine_options.tensor_parallel_size, replicas=dp, log=(run.logs_dir, f"generate-{role}"))
     return spec, tally
 
 

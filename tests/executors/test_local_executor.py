@@ -74,3 +74,19 @@ def test_shared_items_are_loaded_when_their_item_runs() -> None:
     LocalExecutor().run([spec("a", items, log, written)], label="t", progress=False)
     assert written == [("a", 0, 25), ("a", 1, 36)]
     assert log.index("load item 6") > log.index("write 0")  # lazily: not all read up front
+
+
+def test_data_parallel_needs_the_ray_executor(tmp_path) -> None:
+    from judge.config import EngineOptions
+    from judge.errors import ConfigError
+    from judge.generate import generate_all
+    from judge.schemas import ModelInfo, QuestionSetInfo
+    from judge.store import Run
+
+    run = Run(tmp_path / "run")
+    model = ModelInfo(spec="m", name="m", path=str(tmp_path))
+    info = QuestionSetInfo(name="q", path="q.jsonl", sha256="0" * 64, n_questions=1,
+                           categories={"math": 1})
+    with pytest.raises(ConfigError, match="--data-parallel-size 2 needs --executor ray"):
+        generate_all(run, [("baseline", model, EngineOptions(data_parallel_size=2))], [], info)
+    assert not run.root.exists()

@@ -123,6 +123,24 @@ def test_two_specs_run_side_by_side_and_results_are_written_in_order(ray_instanc
     assert a_span[0] < b_span[1] and b_span[0] < a_span[1]  # their work overlapped in time
 
 
+def test_replicas_share_a_specs_items_and_results_stay_in_order(ray_instance) -> None:
+    written: list = []
+    pids: dict[int, int] = {}
+
+    def on_result(i: int, value: tuple) -> tuple[int, int]:
+        written.append(value[0])
+        pids[i] = value[1]
+        return 1, 0
+
+    ex = executor()
+    ex.run([WorkSpec(name="a", worker=Echo(delay=0.2), items=list(range(6)), on_result=on_result,
+                     total=6, replicas=2)], label="t", progress=False)
+    assert written == list(range(6))
+    assert len(set(pids.values())) == 2  # two workers ...
+    assert {pids[0], pids[2], pids[4]} == {ex.workers["a"]["pid"]}  # ... item i on replica i mod 2
+    assert {pids[1], pids[3], pids[5]} == {ex.workers["a #1"]["pid"]}
+
+
 def test_a_shared_item_is_loaded_once_for_every_spec(ray_instance) -> None:
     loads: list[str] = []
 
@@ -260,7 +278,7 @@ def test_compare_on_ray_writes_what_the_local_executor_writes(ray_instance, tmp_
         assert sections["ray"][role]["n_flagged"] == sections["local"][role]["n_flagged"]
 
 
-def test_a_generation_worker_killed_mid_run_is_replaced_and_no_answer_changes(
+def test_data_parallel_generation_survives_a_killed_replica_and_no_answer_changes(
         ray_instance, tmp_path, base_model) -> None:
     from judge.config import EngineOptions, GenerationConfig
     from judge.generate import generate_all
@@ -272,7 +290,7 @@ def test_a_generation_worker_killed_mid_run_is_replaced_and_no_answer_changes(
                                          "turns": [f"Write a line about the number {i}."]}) + "\n"
                              for i in range(1, 6)), encoding="utf-8")
     info, questions = load_questions(str(qpath))
-    opts = EngineOptions(engine="hf", dtype="float32", chunk_size=1)
+    opts = EngineOptions(engine="hf", dtype="float32", chunk_size=1, data_parallel_size=2)
     gen = GenerationConfig(max_new_tokens=24)
     ex = executor(max_retries=2)
     run = Run(tmp_path / "ray")
@@ -291,13 +309,17 @@ def test_a_generation_worker_killed_mid_run_is_replaced_and_no_answer_changes(
 
     killer = threading.Thread(target=kill_after_first_answer, daemon=True)
     killer.start()
+    # two replicas of the model (data parallel); replica 0 is killed after the first answer
     generate_all(run, [("baseline", base_model, opts)], questions, info, gen=gen, progress=False,
                  executor=ex)
     killer.join(timeout=5)
     assert killed, "the worker was never seen"
     lines = run.answers_path("baseline").read_text().splitlines()
     assert sorted(json.loads(line)["question_id"] for line in lines) == [1, 2, 3, 4, 5]  # once each
-    assert ex.workers["generate baseline"]["pid"] != killed[0]  # a new worker finished the work
+    assert ex.workers["generate baseline"]["pid"] != killed[0]  # a new worker finished its share
+    assert ex.workers["generate baseline #1"]["pid"] not in (killed[0],
+                                                            ex.workers["generate baseline"]["pid"])
     local = Run(tmp_path / "local")
-    generate_all(local, [("baseline", base_model, opts)], questions, info, gen=gen, progress=False)
+    generate_all(local, [("baseline", base_model, opts.model_copy(update={"data_parallel_size": 1}))],
+                 questions, info, gen=gen, progress=False)
     assert _answers(run.root, "baseline") == _answers(local.root, "baseline")
