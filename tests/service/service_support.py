@@ -53,8 +53,10 @@ def free_port() -> int:
 class Server:
     """`judge serve` in a child process (its own process group), for real HTTP tests."""
 
-    def __init__(self, outputs: Path, *, token_file: Path, slots: int = 1, env: dict | None = None):
+    def __init__(self, outputs: Path, *, token_file: Path, slots: int = 1, env: dict | None = None,
+                 extra: list[str] | None = None):
         self.outputs, self.token_file, self.slots = outputs, token_file, slots
+        self.extra = list(extra or [])
         self.env = dict(os.environ, **(env or {}))
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
@@ -65,7 +67,8 @@ class Server:
         self.env["PYTHONPATH"] = str(ROOT) + os.pathsep + str(ROOT / "tests")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "judge", "serve", "--port", str(self.port), "--outputs",
-             str(self.outputs), "--token-file", str(self.token_file), "--slots", str(self.slots)],
+             str(self.outputs), "--token-file", str(self.token_file), "--slots", str(self.slots),
+             *self.extra],
             cwd=ROOT, env=self.env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
         deadline = time.time() + timeout_s
         while time.time() < deadline:
