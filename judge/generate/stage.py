@@ -167,9 +167,9 @@ def generate_all(run: Run, jobs: list[tuple[str, ModelInfo, EngineOptions]],
         specs.append(spec)
         tallies.append(tally)
     executor.run(specs, label="generate", progress=progress)
+    logs = {role: run.logs_dir / f"generate-{role}.log" for role, *_ in planned}
     return [GenerateResult(role, run.answers_path(role), len(todo), skipped, int(t["tokens"]),
-                           t["seconds"], log_path=(run.logs_dir / f"generate-{role}.log"
-                                                   if todo else None))
+                           t["seconds"], log_path=logs[role] if todo and logs[role].is_file() else None)
             for (role, _, _, todo, skipped), t in zip(planned, tallies)]
 
 
