@@ -226,9 +226,15 @@ def open_executor(cfg: RunConfig) -> Executor:
     executor = make_executor(e.kind, RaySettings(
         address=e.ray_address, max_retries=e.max_retries, task_timeout_s=e.task_timeout_s,
         start_timeout_s=e.start_timeout_s, cpus_per_worker=e.cpus_per_worker))
-    check = getattr(executor, "check_address", None)
-    if check is not None:
-        check()
+    if e.kind == "ray":  # joined (or started) now: a refused token is one line before any write
+        import tempfile
+
+        from judge.logs import engine_output
+
+        executor.check_address()  # type: ignore[attr-defined]
+        with tempfile.TemporaryDirectory(prefix="judge-ray-") as scratch, \
+                engine_output(Path(scratch), "ray"):
+            executor.connect()  # type: ignore[attr-defined]
     return executor
 
 

@@ -36,6 +36,7 @@ from judge.executors.base import Shared, WorkSpec
 
 RESULT_GET_TIMEOUT_S = 300.0  # a result already reported ready, fetched from the object store
 CLOSE_TIMEOUT_S = 60.0
+CLOSED = -2  # the item index of a worker's close call
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,8 @@ class _Replica:
     generation: int = 0  # bumps with every new actor: results of an older one are ignored
     up: bool = False  # the current actor's worker is loaded
     since: float = 0.0  # when the current actor was asked for, or its last result came
-    released: bool = False  # all its items are back; its actor ended
+    released: bool = False  # all its items are back; its worker asked to close
+    closing_since: float | None = None  # close sent, actor not yet ended
 
 
 @dataclass
@@ -110,6 +112,19 @@ class _State:
 
 def label_of(states: list[_State]) -> str:
     return ", ".join(st.spec.name for st in states if not st.done)
+
+
+def _auth_refused(err: BaseException) -> bool:
+    """Whether Ray's connection error was a refused (or missing) authentication token; Ray puts
+    that cause in the exception chain, under a generic ConnectionError."""
+    seen: BaseException | None = err
+    for _ in range(10):
+        if seen is None:
+            return False
+        if "AuthenticationError" in type(seen).__name__ or "InvalidAuthToken" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _one_line(err: BaseException) -> str:
@@ -169,6 +184,11 @@ class RayExecutor:
                 self._owns_ray = True
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
             where = f"the Ray cluster at {s.address}" if s.address else "a local Ray instance"
+            if _auth_refused(err):
+                raise ExecutorError(
+                    f"{where} refused this driver's token: it requires token authentication; "
+                    "export RAY_AUTH_MODE=token with the cluster's token in RAY_AUTH_TOKEN or "
+                    "~/.ray/auth_token (`ray get-auth-token` on the head)") from None
             raise ExecutorError(f"cannot start or join {where} ({_one_line(err)}); check "
                                 "--ray-address (host:port of the head, or 'auto')") from None
 
@@ -273,12 +293,16 @@ class RayExecutor:
         for st in states:
             for rep in st.replicas:
                 self._start(st, rep, pending)
-        while not all(st.done for st in states):
+        while not all(st.done for st in states) or any(
+                rep.closing_since is not None for st in states for rep in st.replicas):
             if not pending:  # cannot happen: every unfinished spec has a worker with its items
                 raise ExecutorError(f"{label_of(states)}: nothing left to wait for on Ray")
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=s.poll_s)
             for ref in ready:
                 st, rep, generation, i = pending.pop(ref)
+                if i == CLOSED:  # its engine is shut down (or the worker died meanwhile): end it
+                    self._end(rep)
+                    continue
                 if generation != rep.generation or rep.released:
                     continue  # from a worker already replaced
                 try:
@@ -309,12 +333,14 @@ class RayExecutor:
                     st.next += 1
                 for other in st.replicas:  # all its items back: its CPUs or GPUs are free
                     if not other.released and st.back(other):
-                        self._release(other)
+                        self._release(other, pending)
                 if st.done:
                     st.spec.on_done()
             now = time.monotonic()
             for st in states:
                 for rep in st.replicas:
+                    if rep.closing_since is not None and now - rep.closing_since > CLOSE_TIMEOUT_S:
+                        self._end(rep)  # a close that hangs: the actor is killed all the same
                     if rep.released or st.back(rep):
                         continue
                     if not rep.up and now - rep.since > s.start_timeout_s:
@@ -323,20 +349,22 @@ class RayExecutor:
                     elif rep.up and now - rep.since > s.task_timeout_s:
                         self._fail(st, rep, f"no result for {s.task_timeout_s:g} s (hung)", pending)
 
-    def _release(self, rep: _Replica) -> None:
-        """A worker whose items are all back: close it (engine shut down, bounded), end the actor."""
-        import ray
-        from ray.exceptions import GetTimeoutError, RayError
-
+    def _release(self, rep: _Replica, pending: dict[Any, tuple]) -> None:
+        """A worker whose items are all back: ask it to close (engine shut down) without waiting;
+        the actor ends when the close returns or `CLOSE_TIMEOUT_S` passes."""
         rep.released = True
         if rep.actor is None:
             return
-        try:
-            ray.get(rep.actor.close.remote(), timeout=CLOSE_TIMEOUT_S)
-        except (RayError, GetTimeoutError):
-            pass  # a dead or stuck worker: killed either way
-        ray.kill(rep.actor, no_restart=True)
-        rep.actor = None
+        rep.closing_since = time.monotonic()
+        pending[rep.actor.close.remote()] = (None, rep, rep.generation, CLOSED)
+
+    def _end(self, rep: _Replica) -> None:
+        import ray
+
+        rep.closing_since = None
+        if rep.actor is not None:
+            ray.kill(rep.actor, no_restart=True)
+            rep.actor = None
 
     def _kill_all(self, states: list[_State]) -> None:
         import ray

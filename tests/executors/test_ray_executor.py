@@ -222,6 +222,24 @@ def test_an_address_where_nothing_listens_is_one_line_before_any_wait() -> None:
         RayExecutor(RaySettings(address="no-port-here")).check_address()
 
 
+def test_a_driver_without_the_clusters_token_gets_one_line_and_writes_nothing(ray_instance,
+                                                                              tmp_path) -> None:
+    """Ray clusters started here require token authentication; a driver that does not send the
+    token (no RAY_AUTH_MODE=token) is refused by Ray under a generic ConnectionError."""
+    q = tmp_path / "q.jsonl"
+    q.write_text(json.dumps({"question_id": 1, "category": "math", "turns": ["1 + 1?"]}) + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    proc = subprocess.run([sys.executable, "-m", "judge", "compare", "smollm2-135m", "smollm2-135m",
+                           "-q", str(q), "--judge", "none", "--executor", "ray", "--ray-address",
+                           ray_instance, "-r", str(tmp_path / "run"), "--no-progress"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert "requires token authentication; export RAY_AUTH_MODE=token" in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
 # --------------------------------------------------------------------------- real models
 
 QUESTIONS = [
