@@ -276,7 +276,8 @@ def _stages(cfg: RunConfig, run: Run, info: QuestionSetInfo, questions: list[Que
                               tail_samples=d.tail_samples, reverse=d.reverse,
                               jsd=d.jsd, dtype=base_opts.dtype,
                               device=base_opts.device, device_map=base_opts.device_map,
-                              batch_tokens=d.batch_tokens)
+                              batch_tokens=d.batch_tokens,
+                              gpus_per_model=base_opts.tensor_parallel_size)
         for res in diverge(run, roles=[r for r, _, _ in candidates], options=opts, progress=progress,
                            executor=executor):
             o = res.summary.overall

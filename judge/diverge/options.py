@@ -22,6 +22,9 @@ class DivergeOptions(Record):
     device_map: str | None = None
     batch_tokens: int = Field(default=4096, ge=1)  # padded tokens per forward pass
     chunk_questions: int = Field(default=16, ge=1)  # questions per cache shard
+    # GPUs one model's pass asks for on a Ray cluster (the run's --tensor-parallel-size; with
+    # --device-map auto transformers spreads the model over them)
+    gpus_per_model: int = Field(default=1, ge=1)
 
     @property
     def n_tail_samples(self) -> int:

@@ -147,7 +147,7 @@ def baseline_spec(cache: BaselineCache, todo: list[Sequence], model_info: ModelI
 
     return WorkSpec(name="diverge baseline", label="diverge: baseline cache",
                     worker=CacheWorker(model_info, options), items=chunks, on_result=on_result,
-                    total=len(todo))
+                    total=len(todo), gpus=options.gpus_per_model)
 
 
 def baseline_pass(cache: BaselineCache, todo: list[Sequence], model_info: ModelInfo,
@@ -250,7 +250,8 @@ def compressed_spec(cache: BaselineCache, parts_dir: Path, model_info: ModelInfo
                     worker=ScoreWorker(model_info, options, vocab_size, signature),
                     items=[Shared(f"{cache.root}/{p.name}", functools.partial(cache.read_shard, p))
                            for p, _, _ in todo],
-                    on_result=on_result, total=sum(n for _, n, _ in todo))
+                    on_result=on_result, total=sum(n for _, n, _ in todo),
+                    gpus=options.gpus_per_model)
 
 
 def compressed_pass(cache: BaselineCache, parts_dir: Path, model_info: ModelInfo, vocab_size: int,
