@@ -172,6 +172,13 @@ class RayExecutor:
         s = self.settings
         common: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False,
                                   "logging_level": "WARNING"}
+        import signal
+        import threading
+
+        # ray.init installs its own SIGTERM handler (sys.exit); judge's CLI turns SIGTERM into an
+        # interrupt that saves finished items and exits 130: keep judge's
+        main = threading.current_thread() is threading.main_thread()
+        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
         try:
             if s.address:
                 import judge
@@ -191,6 +198,10 @@ class RayExecutor:
                     "~/.ray/auth_token (`ray get-auth-token` on the head)") from None
             raise ExecutorError(f"cannot start or join {where} ({_one_line(err)}); check "
                                 "--ray-address (host:port of the head, or 'auto')") from None
+        finally:
+            for sig, handler in saved.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
 
     def close(self) -> None:
         if self._owns_ray:

@@ -32,10 +32,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def ray_instance():
+    import signal
+
     import ray
 
     from judge.logs import engine_output
 
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     if ray.is_initialized():
         ray.shutdown()
     # the fake workers below live in this test module: Ray's workers get them by value
@@ -43,6 +46,8 @@ def ray_instance():
     with engine_output(Path(os.environ.get("TMPDIR", "/tmp")) / "judge-test-ray-logs", "ray"):
         ray.init(num_cpus=2, object_store_memory=100 * 1024 * 1024, include_dashboard=False,
                  log_to_driver=False, logging_level="WARNING")
+    for sig, handler in handlers.items():  # ray.init sets its own; later tests expect the default
+        signal.signal(sig, handler)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -259,6 +264,36 @@ def _questions(tmp_path: Path) -> Path:
 def _answers(run: Path, role: str) -> list[tuple]:
     rows = [json.loads(line) for line in (run / "answers" / f"{role}.jsonl").read_text().splitlines()]
     return sorted((str(r["question_id"]), r["token_ids"], r["choices"][0]["turns"]) for r in rows)
+
+
+def test_sigterm_during_a_ray_run_is_an_interrupt_that_keeps_finished_work(tmp_path) -> None:
+    """ray.init installs its own SIGTERM handler (an immediate exit); judge keeps its own: SIGTERM
+    while Ray workers generate ends the command with exit 130 and the interrupt line, workers and
+    the command's own Ray instance stopped."""
+    q = tmp_path / "q.jsonl"
+    q.write_text("".join(json.dumps({"question_id": i, "category": "writing",
+                                     "turns": [f"Write a long story about the number {i}."]}) + "\n"
+                         for i in range(1, 9)))
+    run, cfg = tmp_path / "run", tmp_path / "run.toml"
+    cfg.write_text('[engine]\nengine = "hf"\nchunk_size = 1\n')  # an answer written per question
+    proc = subprocess.Popen([sys.executable, "-m", "judge", "compare", "smollm2-135m",
+                             "smollm2-135m-int4", "-q", str(q), "--config", str(cfg), "--judge",
+                             "none", "--max-new-tokens", "64", "--executor", "ray",
+                             "--run", str(run), "--no-progress"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    answers = run / "answers" / "baseline.jsonl"
+    while time.monotonic() < deadline and proc.poll() is None:
+        if answers.is_file() and answers.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, "finished before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "judge: interrupted, rerun to continue" in err and "Traceback" not in err
+    kept = answers.read_text().splitlines()
+    assert 1 <= len(kept) < 8 and all(json.loads(line)["choices"] for line in kept)
 
 
 def test_compare_on_ray_writes_what_the_local_executor_writes(ray_instance, tmp_path) -> None:
