@@ -32,3 +32,21 @@ def test_sqlite_corrupt_zip_and_eof_are_lines_and_a_bug_is_not() -> None:
 
 def test_safe_keeps_one_printable_line() -> None:
     assert safe("a\nb\x1b[31m\tc") == "a b?[31m c"
+
+
+def test_an_interrupt_raised_inside_an_asyncio_task_is_one_line() -> None:
+    """SIGTERM can land while a grading task saves a judgment: the interrupt then leaves that task
+    holding the exception, and asyncio would log it with a traceback when it is collected."""
+    import subprocess
+    import sys
+
+    code = ("import asyncio\n"
+            "from judge.cli import _interrupted\n"
+            "async def save(): raise KeyboardInterrupt\n"
+            "async def grade(): await asyncio.gather(save(), asyncio.sleep(1))\n"
+            "try:\n    asyncio.run(grade())\n"
+            "except KeyboardInterrupt:\n    _interrupted()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130
+    assert proc.stderr.strip().splitlines() == [
+        "judge: interrupted, rerun to continue (finished items are saved)"]

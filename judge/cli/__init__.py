@@ -105,9 +105,13 @@ def _run(argv: list[str] | None) -> None:
 
 def _interrupted() -> None:
     """Ctrl-C or SIGTERM: one line, exit 130 (a second signal while saying so changes nothing)."""
+    import logging
     import signal
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
+    # the interrupt may have been raised inside an asyncio task (a judgment being saved): asyncio
+    # would log that task's "exception never retrieved" with a traceback when it is collected
+    logging.getLogger("asyncio").disabled = True
     print("judge: interrupted, rerun to continue (finished items are saved)", file=sys.stderr)
     sys.exit(130)
