@@ -209,9 +209,10 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
         reach_all(spec.base_urls or [None], endpoint.api_key, timeout_s=cfg.judge.timeout_s)
     for path in dict.fromkeys(m.path for m in to_answer):  # a model without a usable tokenizer
         load_tokenizer(next(m for m in to_answer if m.path == path))
-    executor = open_executor(cfg)  # Ray missing or its cluster unreachable: refused before writing
+    executor = open_executor(cfg)  # Ray not installed: refused before writing
     for _, _, opts in jobs:
         check_data_parallel(executor, opts)
+    executor.open()  # a cluster joined now: a refusal is one line before any write
     try:
         return _stages(cfg, run, info, questions, jobs, candidates, executor, progress, say)
     finally:
@@ -219,22 +220,13 @@ def compare(cfg: RunConfig, *, progress: bool = True, say=print) -> Comparison:
 
 
 def open_executor(cfg: RunConfig) -> Executor:
-    """The run's executor, its cluster checked to answer (no Ray started yet)."""
+    """The run's executor (Ray missing: one line); nothing reached yet (`Executor.open`)."""
     from judge.executors import RaySettings, make_executor
 
     e = cfg.executor
     executor = make_executor(e.kind, RaySettings(
         address=e.ray_address, max_retries=e.max_retries, task_timeout_s=e.task_timeout_s,
         start_timeout_s=e.start_timeout_s, cpus_per_worker=e.cpus_per_worker))
-    if e.kind == "ray":  # joined (or started) now: a refused token is one line before any write
-        import tempfile
-
-        from judge.logs import engine_output
-
-        executor.check_address()  # type: ignore[attr-defined]
-        with tempfile.TemporaryDirectory(prefix="judge-ray-") as scratch, \
-                engine_output(Path(scratch), "ray"):
-            executor.connect()  # type: ignore[attr-defined]
     return executor
 
 

@@ -69,6 +69,10 @@ class WorkSpec:
 class Executor(Protocol):
     name: str  # "local" | "ray"
 
+    def open(self) -> None:
+        """Reach what the work will run on (a cluster), or raise one line, before any write."""
+        ...
+
     def run(self, specs: list[WorkSpec], *, label: str, progress: bool = True) -> None:
         """Run every spec to its end (``on_result`` called for every item) or raise."""
         ...

@@ -29,6 +29,7 @@ import os
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from judge.errors import ExecutorError, JudgeError
@@ -162,6 +163,19 @@ class RayExecutor:
             raise ExecutorError(f"--ray-address {address}: nothing answers there "
                                 f"({err.strerror or err}); is the head started (`ray start "
                                 "--head`)? check the host and port") from None
+
+    def open(self) -> None:
+        """The address answers, and the cluster is joined (or the local instance started) now:
+        a refused token is one line before the run folder is touched. Ray's start-up lines go to
+        a scratch log (the run's `logs/` may not exist yet)."""
+        import tempfile
+
+        from judge.logs import engine_output
+
+        self.check_address()
+        with tempfile.TemporaryDirectory(prefix="judge-ray-") as scratch, \
+                engine_output(Path(scratch), "ray"):
+            self.connect()
 
     def connect(self) -> None:
         """Join the cluster at ``address`` or start a local instance (once per process)."""

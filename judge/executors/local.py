@@ -15,6 +15,9 @@ from judge.executors.base import WorkSpec, resolve_item
 class LocalExecutor:
     name = "local"
 
+    def open(self) -> None:
+        return None  # nothing to reach
+
     def run(self, specs: list[WorkSpec], *, label: str, progress: bool = True) -> None:
         from judge.progress import stage_progress
 

@@ -146,18 +146,10 @@ def generate_all(run: Run, jobs: list[tuple[str, ModelInfo, EngineOptions]],
     planned = []
     for role, model, opts in jobs:
         check_data_parallel(executor, opts)
-        if not ROLE_RE.match(role):
-            raise RunFolderError(f"invalid role {role!r}: use baseline, control, compressed or "
-                                 "compressed-NAME")
-        check_run_questions(run, info)
-        check_run_model(run, role, model)
+        check_generation_inputs(run, role, model, info, gen, opts)
         done = finished_ids(run.answers_path(role))
         todo = [q for q in questions if q.key not in done]
-        check_run_generation(run, role, gen, bool(done))
         if todo:  # a no-op rerun changes nothing, not even the recorded config
-            check_device(opts)
-            check_weights(Path(model.path))
-            run.check_folders(run.answers_path(role).parent, run.logs_dir)
             load_tokenizer(model)  # every input checked before the first write to the run
         planned.append((role, model, opts, todo, len(done)))
     specs, tallies = [], []
