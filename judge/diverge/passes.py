@@ -1,8 +1,8 @@
 """The two model passes of the divergence stage, each alone in memory (see `judge.diverge.stage`).
 
 `answer_logits` runs a model over teacher-forced sequences in length-sorted, left-padded batches
-and yields only the logits of answer positions. `baseline_pass` turns them into cache shards;
-`compressed_pass` scores one part per cache shard (``RUN/divergence/<role>.parts/<cache>/<shard>``), so
+and yields only the logits of answer positions. `baseline_spec` turns them into cache shards;
+`compressed_spec` scores one part per cache shard (``RUN/divergence/<role>.parts/<cache>/<shard>``), so
 both passes resume where an interrupted run stopped. A part records the shard's uid and the
 options that made it, and is recomputed when either changes.
 """
@@ -252,18 +252,6 @@ def compressed_spec(cache: BaselineCache, parts_dir: Path, model_info: ModelInfo
                            for p, _, _ in todo],
                     on_result=on_result, total=sum(n for _, n, _ in todo),
                     gpus=options.gpus_per_model)
-
-
-def compressed_pass(cache: BaselineCache, parts_dir: Path, model_info: ModelInfo, vocab_size: int,
-                    signature: dict, options: DivergeOptions, progress: bool,
-                    executor: Executor | None = None) -> int:
-    """Score every cache shard without a valid part for this role; returns sequences scored."""
-    from judge.executors import LocalExecutor
-
-    spec = compressed_spec(cache, parts_dir, model_info, vocab_size, signature, options,
-                           parts_dir.parent.name.removesuffix(".parts"))
-    (executor or LocalExecutor()).run([spec], label="diverge", progress=progress)
-    return spec.total
 
 
 def _one_segment(seq: Sequence, r: dict[str, np.ndarray]) -> TokenArrays:

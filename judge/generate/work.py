@@ -54,10 +54,8 @@ class _Loaded:
 
 def generation_spec(run: Run, model: ModelInfo, todo: list[Question], info: QuestionSetInfo, *,
                     role: str, gen: GenerationConfig, engine_options: EngineOptions,
-                    skipped: int, worker: Any = None) -> tuple[WorkSpec, dict[str, float]]:
-    """The spec answering ``todo`` for ``role``, and a tally (``tokens``, ``seconds``) it fills.
-
-    ``worker`` replaces the factory (tests and benchmarks pass a ready engine this way)."""
+                    skipped: int) -> tuple[WorkSpec, dict[str, float]]:
+    """The spec answering ``todo`` for ``role``, and a tally (``tokens``, ``seconds``) it fills."""
     path = run.answers_path(role)
     tally = {"tokens": 0.0, "seconds": 0.0, "t0": 0.0}
 
@@ -92,7 +90,7 @@ def generation_spec(run: Run, model: ModelInfo, todo: list[Question], info: Ques
     if dp > 1:  # every replica gets a share of the questions, not only the first chunks
         size = max(1, min(size, -(-len(todo) // dp)))
     spec = WorkSpec(
-        name=f"generate {role}", worker=worker or GenerationWorker(model, engine_options, gen, role),
+        name=f"generate {role}", worker=GenerationWorker(model, engine_options, gen, role),
         items=[todo[i:i + size] for i in range(0, len(todo), size)], on_result=on_result,
         total=len(todo), on_start=on_start, on_done=on_done,
         gpus=engine_options.tensor_parallel_size, replicas=dp, log=(run.logs_dir, f"generate-{role}"))

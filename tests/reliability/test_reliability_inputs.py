@@ -280,7 +280,9 @@ def _no_heavy_work(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(judge.generate.engines, "make_engine", refuse)
     monkeypatch.setattr(judge.grade.server.LocalJudgeServer, "start", refuse)
     monkeypatch.setattr(judge.models.registry, "build_model", refuse)
-    monkeypatch.setattr(judge.diverge.passes, "baseline_pass", refuse)
+    # the divergence passes' model loads (the stage runs them as executor workers)
+    monkeypatch.setattr(judge.diverge.passes.CacheWorker, "__call__", refuse)
+    monkeypatch.setattr(judge.diverge.passes.ScoreWorker, "__call__", refuse)
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
